@@ -1,0 +1,11 @@
+export { loadModel, Model } from './model.js';
+export type { LoadOptions, GenerateOptions, ModelInfo } from './model.js';
+export { Generation } from './generation.js';
+export type { TokenEvent, GenerationResult, FinishReason } from './generation.js';
+export type { SamplingOptions } from './options.js';
+export { WeftError } from './errors.js';
+export type { WeftErrorCode } from './errors.js';
+export { readGguf, readGgufMetadata } from './native.js';
+export type { GgufFileInfo, GgufTensorInfo } from './native.js';
+export type { GgufMetadata, GgufValue } from './gguf/types.js';
+export type { Tokenizer } from './tokenizer/index.js';

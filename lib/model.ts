@@ -1,0 +1,175 @@
+import { Engine, type EngineStats } from './scheduler/engine.js';
+import { BlockAllocator } from './kv/block-allocator.js';
+import { WeftError, invalid } from './errors.js';
+import { Generation, type GenerationResult, type TokenEvent } from './generation.js';
+import { loadNativeModel, type NativeInfo, type NativeModel } from './native.js';
+import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
+import { intOption, samplingSettings, type SamplingOptions } from './options.js';
+import type { GgufMetadata } from './gguf/types.js';
+
+export interface LoadOptions {
+  /** Compute threads. Default: the machine's physical cores. */
+  threads?: number;
+  /** KV cache capacity in tokens, over all sequences. Default: min(context length, 8192). */
+  kvCacheTokens?: number;
+  /** Tokens per KV block. Default 16. */
+  blockSize?: number;
+  /** KV cache element type. Default 'f16'. */
+  kvType?: 'f16' | 'f32';
+  /** Most tokens in one engine step (the prefill chunk size). Default 512. */
+  stepTokens?: number;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** Tokens to generate at most. Default 256. */
+  maxTokens?: number;
+  /** Generation ends before the first occurrence of any of these strings. */
+  stop?: string | string[];
+  /** Top log-probs to report with each token (0..20). Default 0. */
+  topLogprobs?: number;
+  /** Prepend BOS to a string prompt. Default: the model's own setting. */
+  addBos?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ModelInfo extends Omit<NativeInfo, 'kvCache'> {
+  name: string | undefined;
+  tokenizer: 'spm' | 'bpe';
+  kvCache: NativeInfo['kvCache'] & { tokens: number };
+}
+
+export type { GenerationResult, TokenEvent };
+
+/** A loaded model. Concurrent generate()/evaluate() calls share engine steps. */
+export class Model {
+  readonly info: ModelInfo;
+  readonly tokenizer: Tokenizer;
+  private readonly engine: Engine;
+  private native: NativeModel | null;
+  private disposing: Promise<void> | null = null;
+
+  /** @internal use loadModel() */
+  constructor(native: NativeModel, meta: GgufMetadata, stepTokens: number) {
+    this.native = native;
+    const ni = native.info();
+    this.tokenizer = createTokenizer(meta);
+    const name = meta['general.name'];
+    this.info = {
+      ...ni,
+      name: typeof name === 'string' ? name : undefined,
+      tokenizer: this.tokenizer.kind,
+      kvCache: { ...ni.kvCache, tokens: ni.kvCache.blocks * ni.kvCache.blockSize },
+    };
+    const blocks = new BlockAllocator(ni.kvCache.blocks, ni.kvCache.blockSize);
+    this.engine = new Engine(native, blocks, { stepTokens, isEog: (t) => this.tokenizer.isEog(t) });
+  }
+
+  tokenize(text: string, opts: { addBos?: boolean; parseSpecial?: boolean } = {}): Int32Array {
+    this.live();
+    if (typeof text !== 'string') throw invalid('tokenize() takes a string');
+    return this.tokenizer.encode(text, opts);
+  }
+
+  detokenize(ids: ArrayLike<number>): string {
+    this.live();
+    return this.tokenizer.decode(this.checkIds(ids, 'detokenize'));
+  }
+
+  /**
+   * Logits for a token sequence evaluated from an empty context: [1][vocab] for the last
+   * position, or [n][vocab] for every position with allLogits.
+   */
+  async evaluate(ids: ArrayLike<number>, opts: { allLogits?: boolean; signal?: AbortSignal } = {}): Promise<Float32Array> {
+    this.live();
+    const prompt = this.checkIds(ids, 'evaluate');
+    if (prompt.length === 0) throw invalid('evaluate() needs at least one token');
+    const V = this.info.vocabSize;
+    const out = new Float32Array((opts.allLogits ? prompt.length : 1) * V);
+    await this.engine.submit({
+      prompt, maxTokens: 0, topN: 0,
+      sampling: { temperature: 0, topK: 0, topP: 1, minP: 0, seed: 0 },
+      logits: opts.allLogits ? 'all' : 'last',
+      onLogits: (rows, first) => out.set(rows, (opts.allLogits ? first : 0) * V),
+      signal: opts.signal,
+    });
+    return out;
+  }
+
+  /** Starts generating from a prompt (text or token ids); see Generation. */
+  generate(prompt: string | ArrayLike<number>, opts: GenerateOptions = {}): Generation {
+    this.live();
+    const ids = typeof prompt === 'string'
+      ? this.tokenizer.encode(prompt, { addBos: opts.addBos })
+      : this.checkIds(prompt, 'generate');
+    if (ids.length === 0) throw invalid('the prompt is empty (no tokens)');
+    const maxTokens = intOption('maxTokens', opts.maxTokens, 1, 1 << 24, 256);
+    const topN = intOption('topLogprobs', opts.topLogprobs, 0, 20, 0);
+    const sampling = samplingSettings(opts, this.info.vocabSize);
+    const stops = opts.stop === undefined ? [] : Array.isArray(opts.stop) ? opts.stop : [opts.stop];
+    if (stops.some((s) => typeof s !== 'string' || s.length === 0)) throw invalid('stop strings must be non-empty strings');
+
+    return new Generation(this.tokenizer.createStreamDecoder(), stops, ids.length, (gen) =>
+      this.engine.submit({
+        prompt: ids, maxTokens, topN, sampling, logits: 'none', signal: opts.signal,
+        onToken: (t) => gen.push({
+          token: t.token,
+          logprob: t.logprob,
+          confidence: t.confidence,
+          topLogprobs: t.topIds ? Array.from(t.topIds, (token, i) => ({ token, logprob: t.topLogprobs![i] })) : undefined,
+        }),
+      }));
+  }
+
+  stats(): EngineStats {
+    return this.engine.stats();
+  }
+
+  /** Frees the model. Pending requests fail with E_DISPOSED. Idempotent. */
+  dispose(): Promise<void> {
+    this.disposing ??= this.engine.dispose().then(() => {
+      this.native?.dispose();
+      this.native = null;
+    });
+    return this.disposing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  private live(): void {
+    if (this.disposing) throw new WeftError('E_DISPOSED', 'the model has been disposed');
+  }
+
+  private checkIds(ids: ArrayLike<number>, fn: string): Int32Array {
+    if (ids === null || typeof ids !== 'object' || typeof ids.length !== 'number') throw invalid(`${fn}() takes an array of token ids`);
+    const out = new Int32Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i];
+      if (!Number.isInteger(t) || t < 0 || t >= this.info.vocabSize) {
+        throw invalid(`token id ${String(t)} at index ${i} is outside the vocabulary [0, ${this.info.vocabSize})`);
+      }
+      out[i] = t;
+    }
+    return out;
+  }
+}
+
+/** Loads a GGUF model; the event loop stays free while it maps and validates the file. */
+export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
+  if (typeof path !== 'string' || path.length === 0) throw invalid('loadModel() needs a file path');
+  const threads = intOption('threads', opts.threads, 1, 256, 0);
+  const blockSize = intOption('blockSize', opts.blockSize, 1, 4096, 16);
+  const kvCacheTokens = intOption('kvCacheTokens', opts.kvCacheTokens, 1, 1 << 26, 0);
+  const stepTokens = intOption('stepTokens', opts.stepTokens, 1, 1 << 16, 512);
+  if (opts.kvType !== undefined && opts.kvType !== 'f16' && opts.kvType !== 'f32') throw invalid(`kvType must be 'f16' or 'f32'`);
+  const native = await loadNativeModel(path, {
+    threads: threads || undefined, blockSize, kvCacheTokens: kvCacheTokens || undefined, kvType: opts.kvType,
+  });
+  try {
+    return new Model(native, native.metadata(), stepTokens);
+  } catch (e) {
+    native.dispose();
+    throw e;
+  }
+}

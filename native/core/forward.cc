@@ -1,0 +1,327 @@
+#include "forward.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "../cpu/kernels.h"
+#include "error.h"
+
+namespace weft {
+
+namespace {
+
+// [b, e) share of n items for thread tid of nth.
+inline void split(int64_t n, int tid, int nth, int64_t& b, int64_t& e) {
+  b = n * tid / nth;
+  e = n * (tid + 1) / nth;
+}
+
+// As ggml computes it: sum of squares in double, scale in float, then the weight multiply.
+void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
+  double ss = 0.0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i] * x[i]);
+  const float mean = static_cast<float>(ss / static_cast<double>(n));
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
+}
+
+void softmax_inplace(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
+
+// Rotates one head in place. cs: [n_rot/2][2] = cos, sin of each pair's angle.
+void rope_head(float* x, const float* cs, int32_t n_rot, RopeType type) {
+  const int32_t half = n_rot / 2;
+  for (int32_t i = 0; i < half; ++i) {
+    const int32_t a = type == RopeType::Norm ? 2 * i : i;
+    const int32_t b = type == RopeType::Norm ? 2 * i + 1 : i + half;
+    const float c = cs[2 * i], s = cs[2 * i + 1];
+    const float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * s;
+    x[b] = x0 * s + x1 * c;
+  }
+}
+
+std::string tok_str(int32_t t) { return "token " + std::to_string(t); }
+
+}  // namespace
+
+// Activations of one matmul input converted for up to three weight dot types. Every thread
+// builds the same descriptor and converts its own share of the rows.
+struct Forward::Prepared {
+  int n = 0;
+  GgmlType vdt[3];
+  const uint8_t* data[3];
+  size_t row_bytes[3];
+
+  int find(GgmlType t) const {
+    for (int i = 0; i < n; ++i) if (vdt[i] == t) return i;
+    return -1;
+  }
+};
+
+void validate_batch(const StepBatch& b, const HParams& hp, const KvCache& kv) {
+  auto bad = [](const std::string& m) { fail(ErrorCode::InvalidArgument, "invalid step batch: " + m); };
+  if (b.n_tokens < 1) bad("it has no tokens");
+  if (b.n_seqs < 1 || b.max_blocks < 1) bad("it has no block tables");
+  if (b.n_out < 0 || b.n_out > b.n_tokens) bad("output count " + std::to_string(b.n_out) + " is out of range");
+  const int32_t bs = kv.block_size();
+  const int64_t max_pos = int64_t(b.max_blocks) * bs;
+  std::vector<int32_t> seq_max(static_cast<size_t>(b.n_seqs), -1);
+  std::vector<uint64_t> slots(static_cast<size_t>(b.n_tokens));
+  for (int32_t t = 0; t < b.n_tokens; ++t) {
+    if (b.tokens[t] < 0 || b.tokens[t] >= hp.n_vocab) bad(tok_str(t) + " has id " + std::to_string(b.tokens[t]) + " outside the vocabulary");
+    if (b.seq_idx[t] < 0 || b.seq_idx[t] >= b.n_seqs) bad(tok_str(t) + " names sequence " + std::to_string(b.seq_idx[t]));
+    if (b.positions[t] < 0 || b.positions[t] >= max_pos) bad(tok_str(t) + " has position " + std::to_string(b.positions[t]) + " beyond its block table");
+    int32_t& m = seq_max[static_cast<size_t>(b.seq_idx[t])];
+    m = std::max(m, b.positions[t]);
+  }
+  for (int32_t s = 0; s < b.n_seqs; ++s) {
+    const int32_t* bt = b.block_tables + int64_t(s) * b.max_blocks;
+    for (int32_t j = 0; seq_max[static_cast<size_t>(s)] >= 0 && j <= seq_max[static_cast<size_t>(s)] / bs; ++j) {
+      if (bt[j] < 0 || bt[j] >= kv.n_blocks()) bad("sequence " + std::to_string(s) + " maps logical block " + std::to_string(j) + " to block " + std::to_string(bt[j]));
+    }
+  }
+  // Two tokens writing one cache slot would race and corrupt each other.
+  for (int32_t t = 0; t < b.n_tokens; ++t) {
+    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[t]) * b.max_blocks;
+    slots[static_cast<size_t>(t)] = uint64_t(uint32_t(bt[b.positions[t] / bs])) * uint64_t(bs) + uint64_t(b.positions[t] % bs);
+  }
+  std::sort(slots.begin(), slots.end());
+  if (std::adjacent_find(slots.begin(), slots.end()) != slots.end()) bad("two tokens write the same KV cache slot");
+  for (int32_t o = 0; o < b.n_out; ++o) {
+    if (b.out_idx[o] < 0 || b.out_idx[o] >= b.n_tokens) bad("output " + std::to_string(o) + " names token " + std::to_string(b.out_idx[o]));
+  }
+  for (int32_t c = 0; c < b.n_copies; ++c) {
+    const int32_t src = b.copies[2 * c], dst = b.copies[2 * c + 1];
+    if (src < 0 || src >= kv.n_blocks() || dst < 0 || dst >= kv.n_blocks() || src == dst) {
+      bad("block copy " + std::to_string(src) + " -> " + std::to_string(dst) + " is invalid");
+    }
+  }
+}
+
+Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(model), kv_(kv), pool_(pool) {
+  act_.resize(3);
+  scores_.resize(static_cast<size_t>(pool.size()));
+}
+
+void Forward::ensure_scratch(const StepBatch& b) {
+  const HParams& hp = m_.hp();
+  const size_t n = static_cast<size_t>(b.n_tokens);
+  const size_t q_dim = size_t(hp.n_head) * hp.head_dim, kv_dim = size_t(hp.n_head_kv) * hp.head_dim;
+  auto grow = [](std::vector<float>& v, size_t sz) { if (v.size() < sz) v.resize(sz); };
+  grow(x_, n * hp.n_embd);
+  grow(xn_, n * hp.n_embd);
+  grow(q_, n * q_dim);
+  grow(k_, n * kv_dim);
+  grow(v_, n * kv_dim);
+  grow(attn_, n * q_dim);
+  grow(tmp_, n * hp.n_embd);
+  grow(gate_, n * hp.n_ff);
+  grow(up_, n * hp.n_ff);
+  grow(rope_, n * hp.n_rot);
+  // Every dot type costs at most 4 bytes per element.
+  const size_t widest = std::max({size_t(hp.n_embd), q_dim, size_t(hp.n_ff)});
+  for (auto& a : act_) if (a.size() < n * widest * 4) a.resize(n * widest * 4);
+  int32_t max_pos = 0;
+  for (int32_t t = 0; t < b.n_tokens; ++t) max_pos = std::max(max_pos, b.positions[t]);
+  const size_t group = size_t(hp.n_head / hp.n_head_kv);
+  for (auto& s : scores_) if (s.size() < group * (size_t(max_pos) + 1)) s.resize(group * (size_t(max_pos) + 1));
+}
+
+void Forward::run(const StepBatch& b, float* logits) {
+  ensure_scratch(b);
+  for (int32_t c = 0; c < b.n_copies; ++c) kv_.copy_block(b.copies[2 * c], b.copies[2 * c + 1]);
+
+  const HParams& hp = m_.hp();
+  const int64_t E = hp.n_embd;
+
+  // Converts the rows this thread owns of x [n_tok][n_in] for each weight's dot type.
+  auto prepare = [&](int tid, int nth, const float* x, int n_tok, int64_t n_in, std::initializer_list<const Weight*> ws) {
+    Prepared p;
+    int64_t tb, te;
+    split(n_tok, tid, nth, tb, te);
+    for (const Weight* w : ws) {
+      const GgmlType vdt = cpu::vec_dot_type(w->type);
+      if (p.find(vdt) >= 0) continue;
+      const int i = p.n++;
+      p.vdt[i] = vdt;
+      if (vdt == GgmlType::F32) {
+        p.data[i] = reinterpret_cast<const uint8_t*>(x);
+        p.row_bytes[i] = size_t(n_in) * sizeof(float);
+        continue;
+      }
+      p.row_bytes[i] = ggml_row_bytes(vdt, n_in);
+      p.data[i] = act_[size_t(i)].data();
+      for (int64_t t = tb; t < te; ++t) cpu::quantize_row(vdt, x + t * n_in, act_[size_t(i)].data() + size_t(t) * p.row_bytes[i], n_in);
+    }
+    return p;
+  };
+  // y [n_tok][w.n_out] = x W^T for the rows this thread owns.
+  auto matmul = [&](int tid, int nth, const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride) {
+    const int i = p.find(cpu::vec_dot_type(w.type));
+    int64_t rb, re;
+    split(w.n_out, tid, nth, rb, re);
+    cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
+  };
+
+  pool_.run([&](int tid, int nth) {
+    const int n = b.n_tokens;
+    const int64_t Q = int64_t(hp.n_head) * hp.head_dim, KV = int64_t(hp.n_head_kv) * hp.head_dim, F = hp.n_ff;
+    const int32_t half = hp.n_rot / 2;
+    int64_t tb, te;
+    split(n, tid, nth, tb, te);
+
+    // Embeddings, and the cos/sin of every rotated pair at each token's position.
+    for (int64_t t = tb; t < te; ++t) {
+      cpu::dequantize_row(m_.tok_embd.type, m_.tok_embd.row(b.tokens[t]), &x_[size_t(t * E)], E);
+      float* cs = &rope_[size_t(t) * hp.n_rot];
+      for (int32_t i = 0; i < half; ++i) {
+        const double theta = double(b.positions[t]) * std::pow(double(hp.rope_theta), -2.0 * i / hp.n_rot);
+        cs[2 * i] = static_cast<float>(std::cos(theta));
+        cs[2 * i + 1] = static_cast<float>(std::sin(theta));
+      }
+    }
+
+    for (int32_t l = 0; l < hp.n_layer; ++l) {
+      const LayerWeights& w = m_.layers[size_t(l)];
+      // Residual add of the previous block's FFN output, then the attention norm.
+      for (int64_t t = tb; t < te; ++t) {
+        float* x = &x_[size_t(t * E)];
+        if (l > 0) for (int64_t i = 0; i < E; ++i) x[i] += tmp_[size_t(t * E + i)];
+        rmsnorm(x, w.attn_norm, &xn_[size_t(t * E)], E, hp.rms_eps);
+      }
+      Prepared p = prepare(tid, nth, xn_.data(), n, E, {&w.wq, &w.wk, &w.wv});
+      pool_.barrier();
+      matmul(tid, nth, w.wq, p, n, q_.data(), Q);
+      matmul(tid, nth, w.wk, p, n, k_.data(), KV);
+      matmul(tid, nth, w.wv, p, n, v_.data(), KV);
+      pool_.barrier();
+
+      // Biases, RoPE, and the new K/V rows into the cache.
+      for (int64_t t = tb; t < te; ++t) {
+        float* q = &q_[size_t(t * Q)];
+        float* k = &k_[size_t(t * KV)];
+        float* v = &v_[size_t(t * KV)];
+        if (w.bq) for (int64_t i = 0; i < Q; ++i) q[i] += w.bq[i];
+        if (w.bk) for (int64_t i = 0; i < KV; ++i) k[i] += w.bk[i];
+        if (w.bv) for (int64_t i = 0; i < KV; ++i) v[i] += w.bv[i];
+        const float* cs = &rope_[size_t(t) * hp.n_rot];
+        for (int32_t h = 0; h < hp.n_head; ++h) rope_head(q + int64_t(h) * hp.head_dim, cs, hp.n_rot, hp.rope_type);
+        for (int32_t h = 0; h < hp.n_head_kv; ++h) rope_head(k + int64_t(h) * hp.head_dim, cs, hp.n_rot, hp.rope_type);
+        const int32_t* bt = b.block_tables + int64_t(b.seq_idx[t]) * b.max_blocks;
+        const int32_t blk = bt[b.positions[t] / kv_.block_size()], slot = b.positions[t] % kv_.block_size();
+        if (kv_.type() == KvType::F16) {
+          cpu::f32_to_fp16_row(k, reinterpret_cast<uint16_t*>(kv_.k_row(l, blk, slot)), KV);
+          cpu::f32_to_fp16_row(v, reinterpret_cast<uint16_t*>(kv_.v_row(l, blk, slot)), KV);
+        } else {
+          std::memcpy(kv_.k_row(l, blk, slot), k, size_t(KV) * sizeof(float));
+          std::memcpy(kv_.v_row(l, blk, slot), v, size_t(KV) * sizeof(float));
+        }
+      }
+      pool_.barrier();
+      attention(tid, nth, b, l);
+      pool_.barrier();
+
+      p = prepare(tid, nth, attn_.data(), n, Q, {&w.wo});
+      pool_.barrier();
+      matmul(tid, nth, w.wo, p, n, tmp_.data(), E);
+      pool_.barrier();
+
+      for (int64_t t = tb; t < te; ++t) {
+        float* x = &x_[size_t(t * E)];
+        for (int64_t i = 0; i < E; ++i) x[i] += tmp_[size_t(t * E + i)];
+        rmsnorm(x, w.ffn_norm, &xn_[size_t(t * E)], E, hp.rms_eps);
+      }
+      p = prepare(tid, nth, xn_.data(), n, E, {&w.w_gate, &w.w_up});
+      pool_.barrier();
+      matmul(tid, nth, w.w_gate, p, n, gate_.data(), F);
+      matmul(tid, nth, w.w_up, p, n, up_.data(), F);
+      pool_.barrier();
+
+      for (int64_t t = tb; t < te; ++t) {
+        float* g = &gate_[size_t(t * F)];
+        const float* u = &up_[size_t(t * F)];
+        for (int64_t i = 0; i < F; ++i) g[i] = silu(g[i]) * u[i];
+      }
+      p = prepare(tid, nth, gate_.data(), n, F, {&w.w_down});
+      pool_.barrier();
+      matmul(tid, nth, w.w_down, p, n, tmp_.data(), E);
+      pool_.barrier();
+    }
+
+    // Final residual add (into tmp_), the norm only for the rows whose logits are wanted (into
+    // xn_ rows 0..n_out-1), then the output projection.
+    for (int64_t t = tb; t < te; ++t) {
+      float* x = &tmp_[size_t(t * E)];
+      for (int64_t i = 0; i < E; ++i) x[i] += x_[size_t(t * E + i)];
+    }
+    pool_.barrier();
+    int64_t ob, oe;
+    split(b.n_out, tid, nth, ob, oe);
+    for (int64_t o = ob; o < oe; ++o) rmsnorm(&tmp_[size_t(b.out_idx[o] * E)], m_.output_norm, &xn_[size_t(o * E)], E, hp.rms_eps);
+    if (b.n_out > 0) {
+      const Prepared p = prepare(tid, nth, xn_.data(), b.n_out, E, {&m_.output});
+      pool_.barrier();
+      matmul(tid, nth, m_.output, p, b.n_out, logits, hp.n_vocab);
+    }
+  });
+}
+
+void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
+  const HParams& hp = m_.hp();
+  const int32_t hd = hp.head_dim, n_kv = hp.n_head_kv, group = hp.n_head / hp.n_head_kv;
+  const int64_t Q = int64_t(hp.n_head) * hd;
+  const int32_t bs = kv_.block_size();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const bool f16 = kv_.type() == KvType::F16;
+  const size_t head_bytes = size_t(hd) * kv_.elem_bytes();
+  float* sc = scores_[size_t(tid)].data();
+
+  // One work item per (token, KV head): the query heads of the group see each K/V row once.
+  int64_t ib, ie;
+  split(int64_t(b.n_tokens) * n_kv, tid, nth, ib, ie);
+  for (int64_t it = ib; it < ie; ++it) {
+    const int64_t t = it / n_kv;
+    const int32_t g = int32_t(it % n_kv);
+    const int32_t n_ctx = b.positions[t] + 1;
+    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[t]) * b.max_blocks;
+    const float* q = &q_[size_t(t * Q + int64_t(g) * group * hd)];
+
+    for (int32_t j = 0; j < n_ctx; ++j) {
+      const uint8_t* k = kv_.k_row(l, bt[j / bs], j % bs) + size_t(g) * head_bytes;
+      for (int32_t h = 0; h < group; ++h) {
+        const float* qh = q + int64_t(h) * hd;
+        const float d = f16 ? cpu::dot_f32_f16(qh, reinterpret_cast<const uint16_t*>(k), hd)
+                            : cpu::dot_f32_f32(qh, reinterpret_cast<const float*>(k), hd);
+        sc[int64_t(h) * n_ctx + j] = d * scale;
+      }
+    }
+    for (int32_t h = 0; h < group; ++h) softmax_inplace(sc + int64_t(h) * n_ctx, n_ctx);
+
+    float* out = &attn_[size_t(t * Q + int64_t(g) * group * hd)];
+    std::fill(out, out + int64_t(group) * hd, 0.0f);
+    for (int32_t j = 0; j < n_ctx; ++j) {
+      const uint8_t* v = kv_.v_row(l, bt[j / bs], j % bs) + size_t(g) * head_bytes;
+      for (int32_t h = 0; h < group; ++h) {
+        float* oh = out + int64_t(h) * hd;
+        if (f16) cpu::axpy_f16(sc[int64_t(h) * n_ctx + j], reinterpret_cast<const uint16_t*>(v), oh, hd);
+        else cpu::axpy_f32(sc[int64_t(h) * n_ctx + j], reinterpret_cast<const float*>(v), oh, hd);
+      }
+    }
+  }
+}
+
+}  // namespace weft

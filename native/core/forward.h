@@ -1,0 +1,67 @@
+// One engine step: the forward pass of a flat batch of tokens from several sequences, mixing
+// prefill chunks and single decode tokens, over the paged KV cache.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../cpu/thread-pool.h"
+#include "kv-cache.h"
+#include "model.h"
+
+namespace weft {
+
+// The flat batch. All arrays are owned by the caller and outlive run().
+struct StepBatch {
+  int32_t n_tokens = 0;
+  const int32_t* tokens = nullptr;        // [n_tokens] token ids
+  const int32_t* positions = nullptr;     // [n_tokens] position of each token in its sequence
+  const int32_t* seq_idx = nullptr;       // [n_tokens] row of block_tables the token belongs to
+  int32_t n_seqs = 0;
+  int32_t max_blocks = 0;                 // row length of block_tables
+  const int32_t* block_tables = nullptr;  // [n_seqs][max_blocks] physical block of each logical block
+  int32_t n_out = 0;
+  const int32_t* out_idx = nullptr;       // [n_out] tokens whose logits are produced
+  int32_t n_copies = 0;
+  const int32_t* copies = nullptr;        // [n_copies][2] (src, dst) block copies done first
+};
+
+// Throws weft::Error(InvalidArgument) naming the first problem: ids out of range, a position
+// whose block is missing from its table, two tokens writing the same cache slot, and so on.
+void validate_batch(const StepBatch& b, const HParams& hp, const KvCache& kv);
+
+class Forward {
+ public:
+  Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool);
+
+  // Runs the batch (after validate_batch) and writes logits [n_out][n_vocab]. A token attends to
+  // positions 0..pos of its own sequence: to the cache for earlier steps and to the K/V this step
+  // writes for earlier tokens of the same chunk.
+  void run(const StepBatch& b, float* logits);
+
+ private:
+  struct Prepared;
+  void ensure_scratch(const StepBatch& b);
+  void layer(int tid, int nth, const StepBatch& b, int32_t l);
+  void attention(int tid, int nth, const StepBatch& b, int32_t l);
+
+  const Model& m_;
+  KvCache& kv_;
+  cpu::ThreadPool& pool_;
+
+  // Scratch, grown to the largest batch seen and then reused: no allocation in the step loop.
+  std::vector<float> x_;      // [n_tokens][n_embd]  residual stream
+  std::vector<float> xn_;     // [n_tokens][n_embd]  normed input of the current block
+  std::vector<float> q_;      // [n_tokens][n_head*hd]
+  std::vector<float> k_;      // [n_tokens][n_kv*hd]
+  std::vector<float> v_;      // [n_tokens][n_kv*hd]
+  std::vector<float> attn_;   // [n_tokens][n_head*hd]
+  std::vector<float> tmp_;    // [n_tokens][n_embd]  block output before the residual add
+  std::vector<float> gate_;   // [n_tokens][n_ff]
+  std::vector<float> up_;     // [n_tokens][n_ff]
+  std::vector<float> rope_;   // [n_tokens][n_rot/2][2] cos, sin
+  std::vector<std::vector<uint8_t>> act_;   // activations converted for the weights' dot type
+  std::vector<std::vector<float>> scores_;  // per thread: [group][n_ctx] attention scores
+};
+
+}  // namespace weft

@@ -1,0 +1,39 @@
+#include "kv-cache.h"
+
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "error.h"
+
+namespace weft {
+
+KvCache::KvCache(int32_t n_layer, int32_t n_kv_dim, int32_t n_blocks, int32_t block_size, KvType type)
+    : n_layer_(n_layer), n_kv_dim_(n_kv_dim), n_blocks_(n_blocks), block_size_(block_size), type_(type) {
+  if (n_blocks < 1 || block_size < 1 || block_size > 4096 || n_layer < 1 || n_kv_dim < 1) {
+    fail(ErrorCode::InvalidArgument, "KV cache of " + std::to_string(n_blocks) + " blocks of " + std::to_string(block_size) +
+                                         " tokens is impossible");
+  }
+  row_bytes_ = static_cast<size_t>(n_kv_dim) * elem_bytes();
+  size_t rows = 0;
+  if (__builtin_mul_overflow(static_cast<size_t>(n_layer) * 2, static_cast<size_t>(n_blocks), &rows) ||
+      __builtin_mul_overflow(rows, static_cast<size_t>(block_size), &rows) ||
+      __builtin_mul_overflow(rows, row_bytes_, &bytes_)) {
+    fail(ErrorCode::InvalidArgument, "KV cache size overflows");
+  }
+  data_.reset(new (std::nothrow) uint8_t[bytes_]);
+  if (!data_) {
+    fail(ErrorCode::InvalidArgument, "cannot allocate a KV cache of " + std::to_string(bytes_ >> 20) + " MiB");
+  }
+  // Touch the pool now so the first steps do not pay for page faults.
+  std::memset(data_.get(), 0, bytes_);
+}
+
+void KvCache::copy_block(int32_t src, int32_t dst) {
+  const size_t block_bytes = static_cast<size_t>(block_size_) * row_bytes_;
+  for (int32_t l = 0; l < n_layer_; ++l) {
+    for (int kv = 0; kv < 2; ++kv) std::memcpy(row(kv, l, dst, 0), row(kv, l, src, 0), block_bytes);
+  }
+}
+
+}  // namespace weft

@@ -1,0 +1,171 @@
+#include "model.h"
+
+#include <cmath>
+
+#include "../cpu/kernels.h"
+#include "error.h"
+
+namespace weft {
+
+namespace {
+
+// Architectures whose graph forward.cc implements. Both are decoder-only transformers with
+// RMSNorm, RoPE, GQA and SwiGLU; qwen2 adds q/k/v biases and the neox RoPE layout.
+bool known_arch(const std::string& a) { return a == "llama" || a == "qwen2"; }
+
+class Loader {
+ public:
+  Loader(const GgufFile& f, const std::string& arch) : f_(f), arch_(arch) {}
+
+  const GgufValue& require(const std::string& key) const {
+    const GgufValue* v = f_.find(key);
+    if (!v) fail(ErrorCode::ModelFormat, "model '" + f_.path() + "' lacks required metadata '" + key + "'");
+    return *v;
+  }
+  int32_t u32(const std::string& suffix, int64_t max = int64_t(1) << 24) const {
+    const std::string key = arch_ + "." + suffix;
+    return checked(key, require(key).as_int(key), max);
+  }
+  int32_t u32_or(const std::string& suffix, int32_t dflt, int64_t max = int64_t(1) << 24) const {
+    const std::string key = arch_ + "." + suffix;
+    const GgufValue* v = f_.find(key);
+    return v ? checked(key, v->as_int(key), max) : dflt;
+  }
+  float f32_or(const std::string& suffix, float dflt) const {
+    const std::string key = arch_ + "." + suffix;
+    const GgufValue* v = f_.find(key);
+    if (!v) return dflt;
+    const double d = v->as_double(key);
+    if (!std::isfinite(d) || d <= 0) fail(ErrorCode::ModelFormat, "metadata '" + key + "' = " + std::to_string(d) + " must be positive");
+    return static_cast<float>(d);
+  }
+
+  const GgufTensor* tensor(const std::string& name, bool required = true) const {
+    const GgufTensor* t = f_.find_tensor(name);
+    if (!t && required) fail(ErrorCode::ModelFormat, "model '" + f_.path() + "' lacks tensor '" + name + "'");
+    return t;
+  }
+
+  Weight matrix(const std::string& name, int64_t n_in, int64_t n_out) const {
+    const GgufTensor* t = tensor(name);
+    if (t->n_dims != 2 || t->ne[0] != n_in || t->ne[1] != n_out) {
+      fail(ErrorCode::ModelFormat, "tensor '" + name + "' has shape " + shape(*t) + ", expected [" + std::to_string(n_in) +
+                                       ", " + std::to_string(n_out) + "]");
+    }
+    if (!cpu::type_supported(t->type)) {
+      fail(ErrorCode::Unsupported, "tensor '" + name + "' has type " + ggml_type_name(t->type) + ", which weft cannot run yet");
+    }
+    Weight w;
+    w.type = t->type;
+    w.n_in = n_in;
+    w.n_out = n_out;
+    w.row_bytes = ggml_row_bytes(t->type, n_in);
+    w.data = t->data;
+    return w;
+  }
+
+  const float* vector(const std::string& name, int64_t n, bool required = true) const {
+    const GgufTensor* t = tensor(name, required);
+    if (!t) return nullptr;
+    if (t->n_elements() != n) fail(ErrorCode::ModelFormat, "tensor '" + name + "' has shape " + shape(*t) + ", expected [" + std::to_string(n) + "]");
+    if (t->type != GgmlType::F32) fail(ErrorCode::Unsupported, "tensor '" + name + "' is " + ggml_type_name(t->type) + "; 1-D tensors must be F32");
+    if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) != 0) fail(ErrorCode::ModelFormat, "tensor '" + name + "' is misaligned");
+    return reinterpret_cast<const float*>(t->data);
+  }
+
+ private:
+  int32_t checked(const std::string& key, int64_t v, int64_t max) const {
+    if (v < 0 || v > max) fail(ErrorCode::ModelFormat, "metadata '" + key + "' = " + std::to_string(v) + " is out of range");
+    return static_cast<int32_t>(v);
+  }
+  static std::string shape(const GgufTensor& t) {
+    std::string s = "[";
+    for (int d = 0; d < t.n_dims; ++d) s += (d ? ", " : "") + std::to_string(t.ne[d]);
+    return s + "]";
+  }
+
+  const GgufFile& f_;
+  const std::string& arch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = GgufFile::open(path);
+  const GgufFile& f = *m->file_;
+
+  const GgufValue* archv = f.find("general.architecture");
+  if (!archv || archv->type != GgufType::STRING) {
+    fail(ErrorCode::ModelFormat, "model '" + path + "' lacks 'general.architecture'");
+  }
+  HParams& hp = m->hp_;
+  hp.arch = archv->s;
+  if (!known_arch(hp.arch)) fail(ErrorCode::Unsupported, "architecture '" + hp.arch + "' is not supported (weft runs llama, qwen2)");
+  const Loader L(f, hp.arch);
+
+  hp.n_embd = L.u32("embedding_length");
+  hp.n_layer = L.u32("block_count", 4096);
+  hp.n_head = L.u32("attention.head_count", 4096);
+  hp.n_head_kv = L.u32_or("attention.head_count_kv", hp.n_head, 4096);
+  hp.n_ff = L.u32("feed_forward_length");
+  hp.n_ctx_train = L.u32_or("context_length", 2048, int64_t(1) << 30);
+  if (hp.n_embd < 1 || hp.n_layer < 1 || hp.n_head < 1 || hp.n_head_kv < 1 || hp.n_ff < 1) {
+    fail(ErrorCode::ModelFormat, "model '" + path + "' has a zero dimension in its hyperparameters");
+  }
+  if (hp.n_head % hp.n_head_kv != 0) {
+    fail(ErrorCode::ModelFormat, "head_count " + std::to_string(hp.n_head) + " is not a multiple of head_count_kv " + std::to_string(hp.n_head_kv));
+  }
+  if (hp.n_embd % hp.n_head != 0 && !f.find(hp.arch + ".attention.key_length")) {
+    fail(ErrorCode::ModelFormat, "embedding_length is not a multiple of head_count and no key_length is given");
+  }
+  hp.head_dim = L.u32_or("attention.key_length", hp.n_embd / hp.n_head, 65536);
+  if (L.u32_or("attention.value_length", hp.head_dim, 65536) != hp.head_dim) {
+    fail(ErrorCode::Unsupported, "models whose key and value head sizes differ are not supported");
+  }
+  if (hp.head_dim < 2 || hp.head_dim % 2 != 0) fail(ErrorCode::ModelFormat, "head size " + std::to_string(hp.head_dim) + " must be even");
+  hp.n_rot = L.u32_or("rope.dimension_count", hp.head_dim, 65536);
+  if (hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0) fail(ErrorCode::ModelFormat, "rope.dimension_count " + std::to_string(hp.n_rot) + " is invalid");
+  hp.rope_theta = L.f32_or("rope.freq_base", 10000.0f);
+  hp.rms_eps = L.f32_or("attention.layer_norm_rms_epsilon", 1e-5f);
+  hp.rope_type = hp.arch == "qwen2" ? RopeType::Neox : RopeType::Norm;
+  if (f.find(hp.arch + ".rope.scaling.type") || f.find_tensor("rope_freqs.weight")) {
+    const GgufValue* st = f.find(hp.arch + ".rope.scaling.type");
+    if (f.find_tensor("rope_freqs.weight") || (st && st->type == GgufType::STRING && st->s != "none")) {
+      fail(ErrorCode::Unsupported, "RoPE scaling is not supported yet");
+    }
+  }
+
+  const GgufTensor* emb = L.tensor("token_embd.weight");
+  if (emb->n_dims != 2 || emb->ne[0] != hp.n_embd) fail(ErrorCode::ModelFormat, "token_embd.weight does not have n_embd columns");
+  if (emb->ne[1] > (int64_t(1) << 31) - 1) fail(ErrorCode::ModelFormat, "vocabulary too large");
+  hp.n_vocab = static_cast<int32_t>(emb->ne[1]);
+
+  const int64_t q_dim = int64_t(hp.n_head) * hp.head_dim;
+  const int64_t kv_dim = int64_t(hp.n_head_kv) * hp.head_dim;
+  m->tok_embd = L.matrix("token_embd.weight", hp.n_embd, hp.n_vocab);
+  m->output_norm = L.vector("output_norm.weight", hp.n_embd);
+  hp.tied_output = L.tensor("output.weight", false) == nullptr;
+  m->output = hp.tied_output ? m->tok_embd : L.matrix("output.weight", hp.n_embd, hp.n_vocab);
+
+  m->layers.resize(static_cast<size_t>(hp.n_layer));
+  for (int32_t l = 0; l < hp.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerWeights& w = m->layers[static_cast<size_t>(l)];
+    w.attn_norm = L.vector(p + "attn_norm.weight", hp.n_embd);
+    w.wq = L.matrix(p + "attn_q.weight", hp.n_embd, q_dim);
+    w.wk = L.matrix(p + "attn_k.weight", hp.n_embd, kv_dim);
+    w.wv = L.matrix(p + "attn_v.weight", hp.n_embd, kv_dim);
+    w.wo = L.matrix(p + "attn_output.weight", q_dim, hp.n_embd);
+    w.bq = L.vector(p + "attn_q.bias", q_dim, false);
+    w.bk = L.vector(p + "attn_k.bias", kv_dim, false);
+    w.bv = L.vector(p + "attn_v.bias", kv_dim, false);
+    w.ffn_norm = L.vector(p + "ffn_norm.weight", hp.n_embd);
+    w.w_gate = L.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
+    w.w_up = L.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
+    w.w_down = L.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
+  }
+  return m;
+}
+
+}  // namespace weft

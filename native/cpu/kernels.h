@@ -1,0 +1,65 @@
+// CPU kernels: the arithmetic every forward pass spends its time in.
+//
+// Each kernel has a portable scalar reference (kernels-ref.cc) and, where the CPU has
+// AVX2+FMA+F16C, a fast path (kernels-avx2.cc, compiled with those flags alone). The fast
+// path is chosen once per process at run time, so a shipped binary never needs -march=native.
+//
+// Batch invariance: matmul() computes each output element with exactly the same sequence of
+// operations whatever n_tok, the token tiling, or the thread split, so a sequence's logits are
+// bit-identical whether it runs alone or inside a batch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/ggml-types.h"
+
+namespace weft::cpu {
+
+// ---- scalar conversions --------------------------------------------------------------------
+float fp16_to_f32(uint16_t h);
+uint16_t f32_to_fp16(float f);  // round to nearest even
+float bf16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);  // round to nearest even (NaN stays NaN)
+
+// ---- weight types --------------------------------------------------------------------------
+// True when weights of type t can be used by matmul()/dequantize_row().
+bool type_supported(GgmlType t);
+
+// The representation activations are converted into before they meet weights of type t:
+// F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0 (as llama.cpp does, which keeps our logits close
+// to its own on quantized files and lets the dot run on integers).
+GgmlType vec_dot_type(GgmlType t);
+
+// dst[0..n) = the row src (type t, n elements) as f32. n must be a multiple of the block size.
+void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n);
+
+// Convert n f32 values into type t (any type that is some vec_dot_type, plus F16/BF16/Q8_0 as
+// weight types for writers and tests). dst holds ggml_row_bytes(t, n) bytes.
+void quantize_row(GgmlType t, const float* src, void* dst, int64_t n);
+
+// Dot product of one weight row (type t) with one activation row (type vec_dot_type(t)).
+float vec_dot(GgmlType t, int64_t n, const void* w, const void* a);
+
+// ---- matmul --------------------------------------------------------------------------------
+// y[i * y_stride + r] = dot(W row r, activation row i) for i in [0, n_tok), r in [r_begin, r_end).
+//   w:   [n_rows][n_in] of type t, w_row_bytes per row (rows are contiguous)
+//   act: [n_tok] rows of vec_dot_type(t), act_row_bytes apart
+// Callers split [0, n_rows) among threads; every element is computed as vec_dot() would.
+void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes,
+            const void* act, size_t act_row_bytes, int n_tok,
+            float* y, int64_t y_stride, int64_t r_begin, int64_t r_end);
+
+// ---- attention helpers (K/V cache rows are f16 or f32) --------------------------------------
+float dot_f32_f32(const float* a, const float* b, int64_t n);
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
+void axpy_f32(float alpha, const float* x, float* y, int64_t n);    // y += alpha * x
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n); // y += alpha * x
+void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
+
+// Which implementation is active: "avx2" or "scalar". WEFT_KERNELS=scalar forces the
+// reference path (tests compare the two).
+const char* kernel_backend();
+void force_scalar_kernels(bool on);
+
+}  // namespace weft::cpu

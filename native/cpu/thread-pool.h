@@ -1,0 +1,35 @@
+// A fixed pool of worker threads that run one parallel region at a time.
+//
+// run(fn) calls fn(tid, nth) on every thread, the calling thread being tid 0, and returns when
+// all have finished. Inside fn, barrier() waits for every thread of the region. Workers spin
+// briefly on an atomic between regions and barriers (a forward pass has hundreds of barriers
+// per token; a condition-variable wake-up per barrier would cost more than the arithmetic),
+// then sleep, so an idle pool burns no CPU.
+#pragma once
+
+#include <functional>
+
+namespace weft::cpu {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const;
+  // Not reentrant: one region at a time per pool.
+  void run(const std::function<void(int tid, int nth)>& fn);
+  // Only from inside run(); every thread of the region must call it the same number of times.
+  void barrier();
+
+ private:
+  struct Impl;
+  Impl* impl_;
+};
+
+// Physical cores of this machine (logical CPUs / SMT siblings), at least 1.
+int physical_cores();
+
+}  // namespace weft::cpu
