@@ -11,6 +11,18 @@
 // chain so results compare with it: top-k, then top-p, then min-p (each on the temperature-1
 // distribution of the survivors), then temperature, then the draw. temperature <= 0 is greedy
 // (ties go to the lowest id, as in llama.cpp).
+//
+// The draw inverts the survivors' cumulative distribution along a fixed order: the 256 most
+// likely tokens most likely first (ties: lower id first), then any further survivors by id. So
+// a (seed, counter) picks the same token whatever n_top or conf_k, and no call sorts the whole
+// vocabulary. top_k <= 0 or >= n_vocab, top_p >= 1 and min_p <= 0 are off; min_p > 1 keeps only
+// the top token.
+//
+// Non-finite logits: -inf masks a token; NaN and +inf are masked too. A masked token is never
+// drawn and its log-prob is -inf; confidence averages over the top conf_k tokens that are not
+// masked, so it stays finite. With every token masked the result is token 0, log-prob -inf,
+// confidence 0. Impossible parameters (n_top outside [0, n_vocab] or without buffers, temperature
+// NaN or +inf, top_p <= 0 or NaN, min_p NaN) throw Error(InvalidArgument).
 #pragma once
 
 #include <cstdint>
@@ -49,22 +61,20 @@ class Sampler {
 
  private:
   // A token in the canonical order: higher logit first, ties lower id first. NaN and +inf logits
-  // are stored as -inf (masked), so the order is a strict weak ordering whatever the input.
+  // are stored as -inf (masked), so the order is a strict total order whatever the input.
   struct Candidate {
     float logit;
     int32_t id;
   };
 
-  // Makes cand_[0, len) the first len tokens of the canonical order. A larger prefix is selected
-  // than asked for (growing 16x) so that walking the order one token further rarely reselects.
-  void ensure_sorted(const float* logits, int32_t len);
   void select_top(const float* logits, int32_t m);
-  int32_t draw(const float* logits, const SamplingParams& p, double sum_exp);
+  Candidate mass_cut(const float* logits, int32_t sorted, double mass, float lmax);
+  int32_t draw(const float* logits, const SamplingParams& p, double sum_exp1, int32_t sorted);
 
   int32_t n_vocab_;
-  int32_t conf_k_;                // clamped to n_vocab
-  std::vector<Candidate> cand_;   // [n_vocab] scratch; [0, n_sorted_) is sorted canonically
-  int32_t n_sorted_ = 0;
+  int32_t conf_k_;                 // clamped to n_vocab
+  std::vector<Candidate> cand_;    // [n_vocab] scratch; starts with the head of the canonical order, sorted
+  std::vector<double> bin_mass_;   // [kBins + 1] scratch for mass_cut
 };
 
 }  // namespace weft

@@ -1,0 +1,21 @@
+/**
+ * Builds and runs native/bench/membw.cc (through the C++ test build in build/ctest) for the
+ * machine's read bandwidth: the roofline for decode, which streams every weight per step.
+ */
+import { execFileSync, type ExecFileSyncOptions } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+export function measureMembw(root: string, threads: number): number {
+  const build = path.join(root, 'build', 'ctest');
+  const exe = path.join(build, 'bench-membw');
+  const quiet: ExecFileSyncOptions = { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] };
+  if (!existsSync(path.join(build, 'CMakeCache.txt'))) {
+    execFileSync('cmake', ['-S', '.', '-B', build, '-DCMAKE_BUILD_TYPE=Release', '-DWEFT_BUILD_ADDON=OFF'], quiet);
+  }
+  execFileSync('cmake', ['--build', build, '--target', 'bench-membw'], quiet);
+  const out = execFileSync(exe, [String(threads)], { encoding: 'utf8' });
+  const m = /read GB\/s ([\d.]+)/.exec(out);
+  if (!m) throw new Error(`bench-membw printed no figure:\n${out}`);
+  return Number(m[1]);
+}

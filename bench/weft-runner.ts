@@ -1,0 +1,35 @@
+/** weft under the bench: concurrent generate() calls share engine steps. */
+import { loadModel, type Model, type ModelInfo } from '../lib/index.js';
+import type { Runner } from './measure.js';
+
+export class WeftRunner implements Runner {
+  private constructor(private readonly model: Model) {}
+
+  static async load(file: string, threads: number, kvCacheTokens: number): Promise<WeftRunner> {
+    return new WeftRunner(await loadModel(file, { threads, kvCacheTokens, kvType: 'f16' }));
+  }
+
+  get info(): ModelInfo {
+    return this.model.info;
+  }
+
+  async prefill(ids: number[]): Promise<number> {
+    const t0 = performance.now();
+    await this.model.evaluate(ids, { allLogits: false });
+    return (performance.now() - t0) / 1000;
+  }
+
+  async decode(prompts: number[][], maxTokens: number): Promise<number[][]> {
+    return Promise.all(prompts.map(async (p) => {
+      const stamps: number[] = [];
+      const gen = this.model.generate(p, { temperature: 0, maxTokens });
+      for await (const _ of gen) stamps.push(performance.now());
+      await gen.result;
+      return stamps;
+    }));
+  }
+
+  dispose(): Promise<void> {
+    return this.model.dispose();
+  }
+}

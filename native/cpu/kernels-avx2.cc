@@ -1,0 +1,465 @@
+// AVX2 + FMA + F16C kernels. This file alone is compiled with -mavx2 -mfma -mf16c; kernels.cc
+// calls into it only after checking the CPU. Everything here has internal linkage (or is
+// install_avx2) and uses no standard-library templates: an out-of-line copy of a shared template
+// compiled here could be the one the linker keeps for the rest of the program.
+//
+// Batch invariance: one tile kernel per weight type computes NW x NA outputs (NW weight rows
+// against NA activation rows) with a separate accumulator set per output, and vec_dot is the
+// same kernel with NW = NA = 1. Each output therefore sees the same operations in the same order
+// whatever the tile it landed in:
+//   float types: lanes acc0/acc1 take alternate 8-element chunks, a leftover chunk goes to acc0,
+//                then hsum(acc0 + acc1), then the last n % 8 elements one fma at a time.
+//   Q8_0:        acc0/acc1 take alternate blocks (per-lane int32 sums scaled by d_w * d_a with
+//                one fma), a leftover block goes to acc0, then hsum(acc0 + acc1).
+// When several activation rows share a tile, F16/BF16 rows are widened to f32 first; widening
+// is exact, so the tile kernel sees the very values vec_dot (which widens on the fly) sees.
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+
+#include "kernels-impl.h"
+
+namespace weft::cpu::detail {
+namespace {
+
+// ---- element loaders: 8 or 1 elements of a row as f32 ----------------------------------------
+struct LdF32 {
+  using T = float;
+  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+  static float load1(const float* p) { return *p; }
+};
+
+struct LdF16 {
+  using T = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+};
+
+struct LdBF16 {
+  using T = uint16_t;
+  static __m256 load8(const uint16_t* p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+  }
+  static float load1(const uint16_t* p) {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
+  }
+};
+
+// The one horizontal reduction every dot ends with.
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// ---- float-type dots -------------------------------------------------------------------------
+// out[i * NA + j] = dot(w[i][0..n), a[j][0..n)), in the order described at the top of the file.
+template <class W, class A, int NW, int NA>
+inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
+                     float* out) {
+  __m256 acc0[NW][NA], acc1[NW][NA];
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) acc0[i][j] = acc1[i][j] = _mm256_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    for (int i = 0; i < NW; ++i) {
+      const __m256 w0 = W::load8(w[i] + k);
+      const __m256 w1 = W::load8(w[i] + k + 8);
+      for (int j = 0; j < NA; ++j) {
+        acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j] + k), acc0[i][j]);
+        acc1[i][j] = _mm256_fmadd_ps(w1, A::load8(a[j] + k + 8), acc1[i][j]);
+      }
+    }
+  }
+  if (k + 8 <= n) {
+    for (int i = 0; i < NW; ++i) {
+      const __m256 w0 = W::load8(w[i] + k);
+      for (int j = 0; j < NA; ++j) acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j] + k), acc0[i][j]);
+    }
+    k += 8;
+  }
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) {
+      float s = hsum(_mm256_add_ps(acc0[i][j], acc1[i][j]));
+      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
+      out[i * NA + j] = s;
+    }
+  }
+}
+
+template <class W>
+float vec_dot_float(int64_t n, const void* w, const void* a) {
+  const typename W::T* wp = static_cast<const typename W::T*>(w);
+  const typename W::T* ap = static_cast<const typename W::T*>(a);
+  float out;
+  dot_tile<W, W, 1, 1>(n, &wp, &ap, &out);
+  return out;
+}
+
+// ---- Q8_0 x Q8_0 -----------------------------------------------------------------------------
+// Kernels read an activation row repacked as [nb x 32 int8 quants][nb f32 scales], nb = n / 32,
+// 36 * nb bytes: each scale is widened once per activation row instead of once per weight row
+// it meets (exact, so the values are those of the blocks). Measured +7% decode, +14% prefill.
+void q8_0_repack(const void* src, int64_t n, uint8_t* dst) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  const int64_t nb = n / 32;
+  float* d = reinterpret_cast<float*>(dst + nb * 32);
+  for (int64_t b = 0; b < nb; ++b) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * 32),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs)));
+    d[b] = _cvtsh_ss(x[b].d);
+  }
+}
+
+// One block of the weight row against block b of NA activation rows. The signed int8 product
+// goes through maddubs (unsigned x signed), so the weight's sign moves onto the activation:
+// |w| * (a * sign(w)) = w * a. Activation values are in [-127, 127] (quantize_row never writes
+// -128), so the int16 pair sums (<= 2 * 128 * 127) cannot saturate.
+template <int NA>
+inline void q8_0_block(const BlockQ8_0& wb, const uint8_t* const* a, int64_t nb, int64_t b,
+                       __m256* acc) {
+  const __m256i qw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb.qs));
+  const __m256i abs_w = _mm256_sign_epi8(qw, qw);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256 dw = _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(wb.d)));
+  for (int j = 0; j < NA; ++j) {
+    const __m256i qa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[j] + b * 32));
+    const __m256i p16 = _mm256_maddubs_epi16(abs_w, _mm256_sign_epi8(qa, qw));
+    const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));  // 8 exact int32 sums
+    const __m256 da = _mm256_broadcast_ss(reinterpret_cast<const float*>(a[j] + nb * 32) + b);
+    acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, da), p, acc[j]);
+  }
+}
+
+// out[i * NA + j] = dot(w[i], a[j]) over n / 32 blocks; a[j] repacked as above.
+template <int NW, int NA>
+inline void dot_tile_q8_0(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a,
+                          float* out) {
+  const int64_t nb = n / 32;
+  __m256 acc0[NW][NA], acc1[NW][NA];
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) acc0[i][j] = acc1[i][j] = _mm256_setzero_ps();
+  }
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    for (int i = 0; i < NW; ++i) {
+      q8_0_block<NA>(w[i][b], a, nb, b, acc0[i]);
+      q8_0_block<NA>(w[i][b + 1], a, nb, b + 1, acc1[i]);
+    }
+  }
+  if (b < nb) {
+    for (int i = 0; i < NW; ++i) q8_0_block<NA>(w[i][b], a, nb, b, acc0[i]);
+  }
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) out[i * NA + j] = hsum(_mm256_add_ps(acc0[i][j], acc1[i][j]));
+  }
+}
+
+float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
+  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n / 32 * 9)));
+  q8_0_repack(a, n, packed);
+  const BlockQ8_0* wp = static_cast<const BlockQ8_0*>(w);
+  const uint8_t* ap = packed;
+  float out;
+  dot_tile_q8_0<1, 1>(n, &wp, &ap, &out);
+  return out;
+}
+
+// ---- row conversions -------------------------------------------------------------------------
+void dequantize_f16(const void* src, float* dst, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LdF16::load8(x + i));
+  for (; i < n; ++i) dst[i] = LdF16::load1(x + i);
+}
+
+void dequantize_bf16(const void* src, float* dst, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(src);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LdBF16::load8(x + i));
+  for (; i < n; ++i) dst[i] = LdBF16::load1(x + i);
+}
+
+// q * d is exact in f32 (8-bit times 11-bit significand), so this equals the reference bitwise.
+void dequantize_q8_0(const void* src, float* dst, int64_t n) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const __m256 d = _mm256_set1_ps(_cvtsh_ss(x[b].d));
+    for (int k = 0; k < 4; ++k) {
+      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[b].qs + 8 * k));
+      const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
+      _mm256_storeu_ps(dst + b * 32 + 8 * k, _mm256_mul_ps(q, d));
+    }
+  }
+}
+
+void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+  for (; i < n; ++i) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+void quantize_f16(const float* src, void* dst, int64_t n) {
+  f32_to_fp16_row(src, static_cast<uint16_t*>(dst), n);
+}
+
+// Same arithmetic as the reference (ggml's quantize_row_q8_0_ref): amax ignoring NaN,
+// d = amax / 127, id = 1 / d, q = round-half-away(clamp(x * id, -127, 127)).
+void quantize_q8_0(const float* src, void* dst, int64_t n) {
+  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 half = _mm256_set1_ps(0.5f);
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 hi = _mm256_set1_ps(127.0f);
+  const __m256 lo = _mm256_set1_ps(-127.0f);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* x = src + b * 32;
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+      m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[k]), m);  // NaN lane: keeps m
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) {
+      __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
+      s = _mm256_max_ps(_mm256_min_ps(s, hi), lo);  // min(NaN, 127) = 127, as std::fmin
+      // Round half away from zero (roundf): truncate, then step away from zero when the
+      // dropped fraction (exact: s - trunc(s)) is at least one half.
+      const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 frac = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(s, t));
+      const __m256 step = _mm256_or_ps(_mm256_and_ps(s, sign_bit), one);
+      const __m256 r = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step));
+      q[k] = _mm256_cvttps_epi32(r);
+    }
+    // Narrow 4 x 8 int32 to 32 int8: the packs interleave 128-bit lanes, the permute undoes it.
+    const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
+    const __m256i q16b = _mm256_packs_epi32(q[2], q[3]);
+    const __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b),
+                                                   _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q8);
+  }
+}
+
+// ---- matmul ----------------------------------------------------------------------------------
+// Kernel policies: K::run<NW, NA> computes NW weight rows x NA activation rows.
+template <class W, class A>
+struct FloatKernel {
+  using WT = typename W::T;
+  using AT = typename A::T;
+  template <int NW, int NA>
+  static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
+    dot_tile<W, A, NW, NA>(n, w, a, out);
+  }
+};
+
+struct Q8_0Kernel {
+  using WT = BlockQ8_0;
+  using AT = uint8_t;
+  template <int NW, int NA>
+  static void run(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a, float* out) {
+    dot_tile_q8_0<NW, NA>(n, w, a, out);
+  }
+};
+
+// Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
+// first activation row's outputs.
+template <class K, int NW, int NA>
+void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::AT* const* a,
+               float* y, int64_t y_stride, int64_t c0, int64_t c1) {
+  using WT = typename K::WT;
+  int64_t r = c0;
+  for (; r + NW <= c1; r += NW) {
+    const WT* wr[NW];
+    for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const WT*>(w + (r + i) * w_row_bytes);
+    float out[NW * NA];
+    K::template run<NW, NA>(n, wr, a, out);
+    for (int i = 0; i < NW; ++i) {
+      for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
+    }
+  }
+  for (; r < c1; ++r) {
+    const WT* wr = reinterpret_cast<const WT*>(w + r * w_row_bytes);
+    float out[NA];
+    K::template run<1, NA>(n, &wr, a, out);
+    for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
+  }
+}
+
+// Decode (n_tok = 1) is a GEMV bound by the weight stream. F16/BF16 activation rows are read as
+// stored (widening would double their L1 footprint for nothing), and rows go one at a time,
+// which keeps the weights one sequential stream for the prefetchers. Only when rows are so long that
+// the weight stream evicts the activation row from L1 between rows do 4 rows share each
+// activation load (measured on Zen 4: 4 interleaved short rows stream ~2x slower, 4 long
+// ones ~1.5x faster than one at a time).
+constexpr size_t kLongRowBytes = 16 * 1024;
+
+template <class K, class Act>
+void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* y,
+          int64_t r_begin, int64_t r_end) {
+  float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(n)) : nullptr;
+  const typename K::AT* a = static_cast<const typename K::AT*>(Act::row(act, n, buf));
+  if (w_row_bytes >= kLongRowBytes) {
+    tile_rows<K, 4, 1>(n, w, w_row_bytes, &a, y, 0, r_begin, r_end);
+  } else {
+    tile_rows<K, 1, 1>(n, w, w_row_bytes, &a, y, 0, r_begin, r_end);
+  }
+}
+
+// Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
+// tile of up to kTile activation rows, so a chunk stays in L2 while all tiles pass over it and
+// each weight is read from memory once; each weight vector loaded feeds kTile accumulator sets.
+// Float-type tiles read f32: F16/BF16 activation rows are widened once per tile into scratch.
+// (Q8_0 rows are repacked into scratch, for decode as well.)
+constexpr int kTile = 4;
+constexpr int64_t kChunkBytes = 256 * 1024;
+
+// How activation rows reach a kernel; kScratch: row() writes into a scratch row of n floats.
+struct ActAsIs {
+  static constexpr bool kScratch = false;
+  static const void* row(const char* act_row, int64_t, float*) { return act_row; }
+};
+
+template <void (*widen)(const void*, float*, int64_t)>
+struct ActWidened {
+  static constexpr bool kScratch = true;
+  static const void* row(const char* act_row, int64_t n, float* buf) {
+    widen(act_row, buf, n);
+    return buf;
+  }
+};
+
+struct ActRepackedQ8_0 {
+  static constexpr bool kScratch = true;  // 36 * n / 32 bytes fit in the n floats given
+  static const void* row(const char* act_row, int64_t n, float* buf) {
+    q8_0_repack(act_row, n, reinterpret_cast<uint8_t*>(buf));
+    return buf;
+  }
+};
+
+template <class K, class Act>
+void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t act_row_bytes,
+           int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
+  using AT = typename K::AT;
+  const int64_t row_bytes = static_cast<int64_t>(w_row_bytes);
+  const int64_t chunk_rows = n_tok <= kTile ? r_end - r_begin : 1 + (kChunkBytes - 1) / row_bytes;
+  float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(kTile * n)) : nullptr;
+  for (int64_t c0 = r_begin; c0 < r_end; c0 += chunk_rows) {
+    const int64_t c1 = min_i64(r_end, c0 + chunk_rows);
+    for (int i0 = 0; i0 < n_tok; i0 += kTile) {
+      const int nt = n_tok - i0 < kTile ? n_tok - i0 : kTile;
+      const AT* a[kTile];
+      for (int j = 0; j < nt; ++j) {
+        float* dst = Act::kScratch ? buf + j * n : nullptr;
+        a[j] = static_cast<const AT*>(Act::row(act + (i0 + j) * act_row_bytes, n, dst));
+      }
+      float* yt = y + i0 * y_stride;
+      switch (nt) {
+        case 1: tile_rows<K, 1, 1>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 2: tile_rows<K, 1, 2>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 3: tile_rows<K, 1, 3>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        default: tile_rows<K, 1, kTile>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+      }
+    }
+  }
+}
+
+// KDecode reads what ActDecode makes of an activation row, KTiled what ActTiled makes of it.
+template <class KDecode, class ActDecode, class KTiled, class ActTiled>
+void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
+            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
+  const char* wb = static_cast<const char*>(w);
+  const char* ab = static_cast<const char*>(act);
+  if (n_tok == 1 || w_row_bytes == 0) {  // (n = 0: every output is an empty sum)
+    for (int i = 0; i < n_tok; ++i) {
+      gemv<KDecode, ActDecode>(n, wb, w_row_bytes, ab + i * act_row_bytes, y + i * y_stride,
+                               r_begin, r_end);
+    }
+    return;
+  }
+  tiled<KTiled, ActTiled>(n, wb, w_row_bytes, ab, act_row_bytes, n_tok, y, y_stride, r_begin,
+                          r_end);
+}
+
+// ---- attention helpers -----------------------------------------------------------------------
+float dot_f32_f32(const float* a, const float* b, int64_t n) {
+  float out;
+  dot_tile<LdF32, LdF32, 1, 1>(n, &a, &b, &out);
+  return out;
+}
+
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
+  float out;
+  dot_tile<LdF16, LdF32, 1, 1>(n, &b, &a, &out);
+  return out;
+}
+
+template <class X>
+void axpy(float alpha, const typename X::T* x, float* y, int64_t n) {
+  const __m256 va = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, X::load8(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] = __builtin_fmaf(alpha, X::load1(x + i), y[i]);
+}
+
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) { axpy<LdF32>(alpha, x, y, n); }
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) { axpy<LdF16>(alpha, x, y, n); }
+
+}  // namespace
+
+void install_avx2(Backend& b) {
+  using F32xF32 = FloatKernel<LdF32, LdF32>;
+  b.name = "avx2";
+  TypeKernels& f32 = b.types[static_cast<uint32_t>(GgmlType::F32)];
+  f32.vec_dot = vec_dot_float<LdF32>;
+  f32.matmul = matmul<F32xF32, ActAsIs, F32xF32, ActAsIs>;
+
+  TypeKernels& f16 = b.types[static_cast<uint32_t>(GgmlType::F16)];
+  f16.dequantize = dequantize_f16;
+  f16.quantize = quantize_f16;
+  f16.vec_dot = vec_dot_float<LdF16>;
+  f16.matmul = matmul<FloatKernel<LdF16, LdF16>, ActAsIs, FloatKernel<LdF16, LdF32>,
+                      ActWidened<dequantize_f16>>;
+
+  TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
+  bf16.dequantize = dequantize_bf16;
+  bf16.vec_dot = vec_dot_float<LdBF16>;
+  bf16.matmul = matmul<FloatKernel<LdBF16, LdBF16>, ActAsIs, FloatKernel<LdBF16, LdF32>,
+                       ActWidened<dequantize_bf16>>;
+
+  TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
+  q8.dequantize = dequantize_q8_0;
+  q8.quantize = quantize_q8_0;
+  q8.vec_dot = vec_dot_q8_0;
+  q8.matmul = matmul<Q8_0Kernel, ActRepackedQ8_0, Q8_0Kernel, ActRepackedQ8_0>;
+
+  b.dot_f32_f32 = dot_f32_f32;
+  b.dot_f32_f16 = dot_f32_f16;
+  b.axpy_f32 = axpy_f32;
+  b.axpy_f16 = axpy_f16;
+  b.f32_to_fp16_row = f32_to_fp16_row;
+}
+
+}  // namespace weft::cpu::detail
+
+#endif  // __AVX2__ && __FMA__ && __F16C__

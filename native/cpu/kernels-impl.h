@@ -1,0 +1,67 @@
+// Internal to native/cpu: the tables kernels.cc dispatches through. Not part of the public API.
+//
+// kernels-ref.cc fills the reference Backend; kernels-avx2.cc overrides entries of a copy of it.
+// A weight type is supported when the reference has a vec_dot for it, so adding a type is local:
+// its block struct here, a dequantizer and a dot in kernels-ref.cc (plus a quantizer when it is
+// also an activation type), optionally an AVX2 override, and a case in test-kernels.cc.
+//
+// Nothing here is inline code: kernels-avx2.cc is compiled with -mavx2 -mfma -mf16c, and an
+// inline function or template instantiated there could be the copy the linker keeps for every
+// caller, which would then fault on a CPU without AVX2.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/ggml-types.h"
+
+namespace weft::cpu::detail {
+
+// ggml's Q8_0 block: 32 weights q[i] * d. d is fp16 bits. Blocks sit 2-byte aligned in a row.
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[32];
+};
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must match the GGUF layout");
+
+using DequantizeFn = void (*)(const void* src, float* dst, int64_t n);
+using QuantizeFn = void (*)(const float* src, void* dst, int64_t n);
+using VecDotFn = float (*)(int64_t n, const void* w, const void* a);
+// Same arguments as cpu::matmul minus the type; already validated by kernels.cc.
+using MatmulFn = void (*)(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
+                          size_t act_row_bytes, int n_tok, float* y, int64_t y_stride,
+                          int64_t r_begin, int64_t r_end);
+
+// The kernels of one ggml type; null entries mean "not available for this type".
+struct TypeKernels {
+  GgmlType act_type = GgmlType::F32;  // vec_dot_type(); meaningful when vec_dot is set
+  DequantizeFn dequantize = nullptr;
+  QuantizeFn quantize = nullptr;      // set for every type that is some act_type
+  VecDotFn vec_dot = nullptr;         // weight row (this type) . activation row (act_type)
+  MatmulFn matmul = nullptr;          // set whenever vec_dot is, with identical per-element math
+};
+
+// Type ids in ggml-types.h are below this bound.
+constexpr uint32_t kTypeIdLimit = 40;
+
+struct Backend {
+  const char* name = nullptr;
+  TypeKernels types[kTypeIdLimit];
+  float (*dot_f32_f32)(const float* a, const float* b, int64_t n) = nullptr;
+  float (*dot_f32_f16)(const float* a, const uint16_t* b, int64_t n) = nullptr;
+  void (*axpy_f32)(float alpha, const float* x, float* y, int64_t n) = nullptr;
+  void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int64_t n) = nullptr;
+  void (*f32_to_fp16_row)(const float* src, uint16_t* dst, int64_t n) = nullptr;
+};
+
+// kernels-ref.cc: the complete portable reference.
+const Backend& ref_backend();
+
+// kernels-avx2.cc (only where that TU was built): replaces entries of b, a copy of the reference.
+void install_avx2(Backend& b);
+
+// kernels.cc: a per-thread float buffer of at least n elements, valid until the calling thread
+// asks again. Lets the AVX2 matmul convert activation tiles without allocating per call.
+float* scratch_floats(size_t n);
+
+}  // namespace weft::cpu::detail

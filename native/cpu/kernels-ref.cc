@@ -1,0 +1,246 @@
+// The portable scalar reference for every kernel in kernels.h, and the scalar fp16/bf16
+// conversions (public: they are the same on every backend).
+//
+// Written to be obviously right rather than fast: float dots accumulate in double (as ggml's
+// scalar path does), the Q8_0 dot follows ggml's reference block by block. It is also what runs
+// on CPUs without AVX2, and what the AVX2 path is tested against.
+#include <cmath>
+#include <cstring>
+
+#include "kernels-impl.h"
+#include "kernels.h"
+
+namespace weft::cpu {
+
+// ---- scalar conversions ----------------------------------------------------------------------
+// NaNs keep their sign and top payload bits and come out quiet, as F16C (vcvtph2ps/vcvtps2ph)
+// does, so both backends convert every bit pattern identically (test-kernels checks all 65536).
+
+static uint32_t f32_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+static float bits_f32(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+float fp16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t mant = h & 0x3ffu;
+  if (exp == 0) {
+    // Zero or subnormal: mant * 2^-24, exact in f32.
+    const float mag = static_cast<float>(mant) * 0x1p-24f;
+    return bits_f32(sign | f32_bits(mag));
+  }
+  if (exp == 31) return bits_f32(sign | 0x7f800000u | (mant ? 0x400000u | (mant << 13) : 0u));
+  return bits_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+}
+
+uint16_t f32_to_fp16(float f) {
+  const uint32_t x = f32_bits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return sign | 0x7e00u | ((ax >> 13) & 0x3ffu);  // NaN, quieted
+  if (ax >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds (ties-to-even) to inf
+  if (ax < 0x38800000u) {
+    // Below 2^-14: a half subnormal, value m * 2^(e-150) -> units of 2^-24, rounded to even.
+    const uint32_t e = ax >> 23;
+    if (e < 102) return sign;  // below 2^-25: rounds to zero (2^-25 itself ties to zero too)
+    const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;  // 14..24
+    uint32_t q = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1);
+    const uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1))) ++q;
+    return static_cast<uint16_t>(sign | q);
+  }
+  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped bits to even; a carry into
+  // the exponent is the correct result.
+  uint32_t h = (ax - 0x38000000u) >> 13;
+  const uint32_t rem = ax & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) ++h;
+  return static_cast<uint16_t>(sign | h);
+}
+
+float bf16_to_f32(uint16_t h) { return bits_f32(static_cast<uint32_t>(h) << 16); }
+
+uint16_t f32_to_bf16(float f) {
+  const uint32_t x = f32_bits(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40u);
+  return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+}  // namespace weft::cpu
+
+namespace weft::cpu::detail {
+namespace {
+
+// ---- F32 -----------------------------------------------------------------------------------
+void dequantize_f32(const void* src, float* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+void quantize_f32(const float* src, void* dst, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+float vec_dot_f32(int64_t n, const void* w, const void* a) {
+  const float* x = static_cast<const float*>(w);
+  const float* y = static_cast<const float*>(a);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * y[i];
+  return static_cast<float>(sum);
+}
+
+// ---- F16 -----------------------------------------------------------------------------------
+void dequantize_f16(const void* src, float* dst, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(x[i]);
+}
+
+void quantize_f16(const float* src, void* dst, int64_t n) {
+  uint16_t* y = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_fp16(src[i]);
+}
+
+float vec_dot_f16(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const uint16_t* y = static_cast<const uint16_t*>(a);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(fp16_to_f32(x[i])) * fp16_to_f32(y[i]);
+  return static_cast<float>(sum);
+}
+
+// ---- BF16 ----------------------------------------------------------------------------------
+void dequantize_bf16(const void* src, float* dst, int64_t n) {
+  const uint16_t* x = static_cast<const uint16_t*>(src);
+  for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(x[i]);
+}
+
+void quantize_bf16(const float* src, void* dst, int64_t n) {
+  uint16_t* y = static_cast<uint16_t*>(dst);
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_bf16(src[i]);
+}
+
+float vec_dot_bf16(int64_t n, const void* w, const void* a) {
+  const uint16_t* x = static_cast<const uint16_t*>(w);
+  const uint16_t* y = static_cast<const uint16_t*>(a);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(bf16_to_f32(x[i])) * bf16_to_f32(y[i]);
+  return static_cast<float>(sum);
+}
+
+// ---- Q8_0 ----------------------------------------------------------------------------------
+void dequantize_q8_0(const void* src, float* dst, int64_t n) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float d = fp16_to_f32(x[b].d);
+    for (int j = 0; j < 32; ++j) dst[b * 32 + j] = x[b].qs[j] * d;
+  }
+}
+
+// ggml's quantize_row_q8_0_ref: d = amax / 127, q = roundf(x / d) computed as x * (1 / d).
+// The clamp changes nothing for finite input (|x * id| <= 127 up to an ulp, which roundf takes
+// back to 127) but gives NaN/inf a defined result instead of an undefined float->int cast; the
+// AVX2 quantizer clamps the same way (min then max, NaN -> 127) so both agree bit for bit.
+void quantize_q8_0(const float* src, void* dst, int64_t n) {
+  BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* x = src + b * 32;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) amax = ax;  // NaN compares false and is skipped
+    }
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = f32_to_fp16(d);
+    for (int j = 0; j < 32; ++j) {
+      const float v = std::fmax(std::fmin(x[j] * id, 127.0f), -127.0f);
+      y[b].qs[j] = static_cast<int8_t>(std::round(v));
+    }
+  }
+}
+
+// ggml's vec_dot_q8_0_q8_0 reference: exact integer sum per block, scaled by d_w * d_a.
+float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(w);
+  const BlockQ8_0* y = static_cast<const BlockQ8_0*>(a);
+  float sum = 0.0f;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    int32_t sumi = 0;
+    for (int j = 0; j < 32; ++j) sumi += x[b].qs[j] * y[b].qs[j];
+    sum += static_cast<float>(sumi) * (fp16_to_f32(x[b].d) * fp16_to_f32(y[b].d));
+  }
+  return sum;
+}
+
+// ---- matmul: one vec_dot per output element (batch invariant by construction) ----------------
+template <VecDotFn dot>
+void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
+                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+                 int64_t r_end) {
+  const char* wb = static_cast<const char*>(w);
+  const char* ab = static_cast<const char*>(act);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    for (int i = 0; i < n_tok; ++i) {
+      y[i * y_stride + r] = dot(n_in, wb + r * w_row_bytes, ab + i * act_row_bytes);
+    }
+  }
+}
+
+// ---- attention helpers ---------------------------------------------------------------------
+float dot_f32_f32(const float* a, const float* b, int64_t n) { return vec_dot_f32(n, a, b); }
+
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(a[i]) * fp16_to_f32(b[i]);
+  return static_cast<float>(sum);
+}
+
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * fp16_to_f32(x[i]);
+}
+
+void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) { quantize_f16(src, dst, n); }
+
+// ---- the table -----------------------------------------------------------------------------
+void set(Backend& b, GgmlType t, const TypeKernels& k) { b.types[static_cast<uint32_t>(t)] = k; }
+
+Backend make_ref() {
+  Backend b;
+  b.name = "scalar";
+  // weight type -> {activation type, dequantize, quantize, vec_dot, matmul}
+  set(b, GgmlType::F32, {GgmlType::F32, dequantize_f32, quantize_f32, vec_dot_f32,
+                         matmul_rows<vec_dot_f32>});
+  set(b, GgmlType::F16, {GgmlType::F16, dequantize_f16, quantize_f16, vec_dot_f16,
+                         matmul_rows<vec_dot_f16>});
+  set(b, GgmlType::BF16, {GgmlType::BF16, dequantize_bf16, quantize_bf16, vec_dot_bf16,
+                          matmul_rows<vec_dot_bf16>});
+  set(b, GgmlType::Q8_0, {GgmlType::Q8_0, dequantize_q8_0, quantize_q8_0, vec_dot_q8_0,
+                          matmul_rows<vec_dot_q8_0>});
+  b.dot_f32_f32 = dot_f32_f32;
+  b.dot_f32_f16 = dot_f32_f16;
+  b.axpy_f32 = axpy_f32;
+  b.axpy_f16 = axpy_f16;
+  b.f32_to_fp16_row = f32_to_fp16_row;
+  return b;
+}
+
+}  // namespace
+
+const Backend& ref_backend() {
+  static const Backend b = make_ref();
+  return b;
+}
+
+}  // namespace weft::cpu::detail

@@ -1,0 +1,172 @@
+// Public kernel entry points: validate cheaply, then call through the backend chosen once per
+// process (AVX2 when this build has that TU and the CPU has AVX2+FMA+F16C, else the reference).
+// The scalar fp16/bf16 conversions live in kernels-ref.cc; they are the same on every backend.
+// Rows and row strides need only their element's natural alignment (4 bytes for F32, 2 for
+// F16/BF16/Q8_0); every vector load is unaligned.
+#include "kernels.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../core/error.h"
+#include "kernels-impl.h"
+
+namespace weft::cpu {
+
+namespace detail {
+
+float* scratch_floats(size_t n) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::Backend;
+using detail::TypeKernels;
+
+bool cpu_has_avx2() {
+#if defined(WEFT_HAVE_AVX2_TU) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+#else
+  return false;
+#endif
+}
+
+const Backend* avx2_backend() {
+#if defined(WEFT_HAVE_AVX2_TU)
+  static const Backend b = [] {
+    Backend copy = detail::ref_backend();
+    detail::install_avx2(copy);
+    return copy;
+  }();
+  return &b;
+#else
+  return nullptr;
+#endif
+}
+
+// The automatic choice: WEFT_KERNELS=scalar wins, then the CPU decides.
+const Backend* automatic_backend() {
+  static const Backend* const chosen = [] {
+    const char* env = std::getenv("WEFT_KERNELS");
+    if (env != nullptr && std::strcmp(env, "scalar") == 0) return &detail::ref_backend();
+    return cpu_has_avx2() ? avx2_backend() : &detail::ref_backend();
+  }();
+  return chosen;
+}
+
+std::atomic<const Backend*> g_forced{nullptr};
+
+const Backend& backend() {
+  const Backend* forced = g_forced.load(std::memory_order_relaxed);
+  return forced != nullptr ? *forced : *automatic_backend();
+}
+
+uint32_t type_index(GgmlType t) { return static_cast<uint32_t>(t); }
+
+const TypeKernels* kernels_for(GgmlType t) {
+  const uint32_t i = type_index(t);
+  return i < detail::kTypeIdLimit ? &backend().types[i] : nullptr;
+}
+
+[[noreturn]] void unsupported(GgmlType t, const char* what) {
+  fail(ErrorCode::Unsupported, std::string(what) + ": tensor type " + ggml_type_name(t) +
+                                   " is not supported by the CPU kernels");
+}
+
+// The kernels of t for an entry that needs vec_dot (matmul, vec_dot, vec_dot_type).
+const TypeKernels& weight_kernels(GgmlType t, const char* what) {
+  const TypeKernels* k = kernels_for(t);
+  if (k == nullptr || k->vec_dot == nullptr) unsupported(t, what);
+  return *k;
+}
+
+void check_row_length(GgmlType t, int64_t n, const char* what) {
+  const int64_t block = ggml_type_traits(t).block;
+  if (n < 0 || block <= 0 || n % block != 0) {
+    fail(ErrorCode::InvalidArgument, std::string(what) + ": row length " + std::to_string(n) +
+                                         " is not a multiple of the " + ggml_type_name(t) +
+                                         " block size");
+  }
+}
+
+}  // namespace
+
+bool type_supported(GgmlType t) {
+  const TypeKernels* k = kernels_for(t);
+  return k != nullptr && k->vec_dot != nullptr && k->dequantize != nullptr;
+}
+
+GgmlType vec_dot_type(GgmlType t) { return weight_kernels(t, "vec_dot_type").act_type; }
+
+void dequantize_row(GgmlType t, const void* src, float* dst, int64_t n) {
+  const TypeKernels* k = kernels_for(t);
+  if (k == nullptr || k->dequantize == nullptr) unsupported(t, "dequantize_row");
+  check_row_length(t, n, "dequantize_row");
+  k->dequantize(src, dst, n);
+}
+
+void quantize_row(GgmlType t, const float* src, void* dst, int64_t n) {
+  const TypeKernels* k = kernels_for(t);
+  if (k == nullptr || k->quantize == nullptr) unsupported(t, "quantize_row");
+  check_row_length(t, n, "quantize_row");
+  k->quantize(src, dst, n);
+}
+
+float vec_dot(GgmlType t, int64_t n, const void* w, const void* a) {
+  const TypeKernels& k = weight_kernels(t, "vec_dot");
+  check_row_length(t, n, "vec_dot");
+  return k.vec_dot(n, w, a);
+}
+
+void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
+            size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+            int64_t r_end) {
+  const TypeKernels& k = weight_kernels(t, "matmul");
+  check_row_length(t, n_in, "matmul");
+  check_row_length(k.act_type, n_in, "matmul");
+  if (w_row_bytes < ggml_row_bytes(t, n_in) || act_row_bytes < ggml_row_bytes(k.act_type, n_in)) {
+    fail(ErrorCode::InvalidArgument, "matmul: row stride smaller than a row");
+  }
+  if (n_tok < 0 || r_begin < 0 || r_end < r_begin || (n_tok > 1 && y_stride < r_end)) {
+    fail(ErrorCode::InvalidArgument, "matmul: bad token count, row range or output stride");
+  }
+  k.matmul(n_in, w, w_row_bytes, act, act_row_bytes, n_tok, y, y_stride, r_begin, r_end);
+}
+
+float dot_f32_f32(const float* a, const float* b, int64_t n) {
+  return backend().dot_f32_f32(a, b, n);
+}
+
+float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
+  return backend().dot_f32_f16(a, b, n);
+}
+
+void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
+  backend().axpy_f32(alpha, x, y, n);
+}
+
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
+  backend().axpy_f16(alpha, x, y, n);
+}
+
+void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
+  backend().f32_to_fp16_row(src, dst, n);
+}
+
+const char* kernel_backend() { return backend().name; }
+
+void force_scalar_kernels(bool on) {
+  g_forced.store(on ? &detail::ref_backend() : nullptr, std::memory_order_relaxed);
+}
+
+}  // namespace weft::cpu

@@ -1,0 +1,701 @@
+// Tests for native/cpu: every fast kernel against the scalar reference, batch invariance of
+// matmul, fp16/bf16 conversions on special values, and the thread pool.
+// Plain executable: one line per check, a summary, non-zero exit on failure. Never times anything.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/ggml-types.h"
+#include "cpu/kernels.h"
+#include "cpu/thread-pool.h"
+
+using weft::ErrorCode;
+using weft::GgmlType;
+namespace cpu = weft::cpu;
+
+namespace {
+
+int g_checks = 0;
+int g_failures = 0;
+
+void check(bool ok, const std::string& what) {
+  ++g_checks;
+  if (!ok) ++g_failures;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+}
+
+std::mt19937 g_rng(12345);
+
+float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+
+uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+bool on_scalar() { return std::strcmp(cpu::kernel_backend(), "scalar") == 0; }
+
+// Runs f on the reference path, then puts back the path that was active.
+template <class F>
+auto on_ref(F f) {
+  const bool was_scalar = on_scalar();
+  cpu::force_scalar_kernels(true);
+  auto r = f();
+  cpu::force_scalar_kernels(was_scalar);
+  return r;
+}
+
+bool g_have_fast = false;  // the automatic backend is not the reference
+
+// ---- test data -------------------------------------------------------------------------------
+enum class Fill { Normal, Mixed, Integers, Zeros, Equal, Huge, Tiny, Extremes };
+
+// Values for rows of type t whose products and sums stay finite in f32 for n <= 4096.
+//   Huge:     2^50 for f32/bf16 (products 2^100), 2^14 for F16, 2^20 for Q8_0 (d ~ 2^13).
+//   Tiny:     2^-70 for f32/bf16 (products are f32 subnormals), fp16 subnormals for F16, and
+//             2^-20 for Q8_0 (d is an fp16 subnormal).
+//   Extremes: the largest magnitude the type holds without overflowing a sum: 65504 for F16,
+//             65504 * 127 for Q8_0 (d = 65504, the largest fp16), 2^57 otherwise.
+std::vector<float> make_floats(Fill fill, int64_t n, GgmlType t) {
+  const bool f16 = t == GgmlType::F16, q8 = t == GgmlType::Q8_0;
+  const int huge_exp = f16 ? 14 : q8 ? 20 : 50;
+  const int tiny_exp = f16 ? -22 : q8 ? -20 : -70;
+  const float extreme = f16 ? 65504.0f : q8 ? 65504.0f * 127.0f : std::ldexp(1.0f, 57);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) {
+    const float sign = (g_rng() & 1) ? 1.0f : -1.0f;
+    switch (fill) {
+      case Fill::Normal: v = std::normal_distribution<float>(0.0f, 1.0f)(g_rng); break;
+      case Fill::Mixed: v = sign * std::exp(uniform(-9.0f, 9.0f)); break;
+      case Fill::Integers: v = static_cast<float>(static_cast<int>(g_rng() % 17) - 8); break;
+      case Fill::Zeros: v = 0.0f; break;
+      case Fill::Equal: v = 0.3125f; break;
+      case Fill::Huge: v = sign * std::ldexp(uniform(1.0f, 2.0f), huge_exp); break;
+      case Fill::Tiny: v = sign * std::ldexp(uniform(1.0f, 2.0f), tiny_exp); break;
+      case Fill::Extremes: v = sign * extreme; break;
+    }
+  }
+  return x;
+}
+
+// A row of type t holding x (quantized by the reference).
+std::vector<uint8_t> to_type(GgmlType t, const std::vector<float>& x) {
+  std::vector<uint8_t> row(weft::ggml_row_bytes(t, static_cast<int64_t>(x.size())));
+  on_ref([&] {
+    cpu::quantize_row(t, x.data(), row.data(), static_cast<int64_t>(x.size()));
+    return 0;
+  });
+  return row;
+}
+
+std::vector<float> widen(GgmlType t, const std::vector<uint8_t>& row, int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n));
+  on_ref([&] {
+    cpu::dequantize_row(t, row.data(), x.data(), n);
+    return 0;
+  });
+  return x;
+}
+
+// Raw Q8_0 blocks: any int8 including -128 (a file may hold it) and scales d from fp16.
+std::vector<uint8_t> raw_q8_0(int64_t n, float d_lo, float d_hi) {
+  std::vector<uint8_t> row(weft::ggml_row_bytes(GgmlType::Q8_0, n));
+  for (int64_t b = 0; b < n / 32; ++b) {
+    uint8_t* blk = row.data() + b * 34;
+    const uint16_t d = cpu::f32_to_fp16(uniform(d_lo, d_hi));
+    std::memcpy(blk, &d, 2);
+    for (int j = 0; j < 32; ++j) blk[2 + j] = static_cast<uint8_t>(g_rng());
+  }
+  return row;
+}
+
+// Q8_0 blocks on which every dot is exact in f32: d a power of two in [1/4, 4], q in [-8, 8].
+std::vector<uint8_t> exact_q8_0(int64_t n) {
+  std::vector<uint8_t> row(weft::ggml_row_bytes(GgmlType::Q8_0, n));
+  for (int64_t b = 0; b < n / 32; ++b) {
+    uint8_t* blk = row.data() + b * 34;
+    const uint16_t d = cpu::f32_to_fp16(std::ldexp(1.0f, static_cast<int>(g_rng() % 5) - 2));
+    std::memcpy(blk, &d, 2);
+    for (int j = 0; j < 32; ++j) blk[2 + j] = static_cast<uint8_t>(static_cast<int>(g_rng() % 17) - 8);
+  }
+  return row;
+}
+
+// ---- error bounds --------------------------------------------------------------------------
+// exact = the dot in double over the exactly widened values; S = sum |w_i a_i|.
+struct Exact {
+  double value = 0, abs_sum = 0;
+};
+
+Exact exact_dot(const std::vector<float>& w, const std::vector<float>& a) {
+  Exact e;
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double p = static_cast<double>(w[i]) * a[i];  // exact: 24+24 bits < 53
+    e.value += p;
+    e.abs_sum += std::fabs(p);
+  }
+  return e;
+}
+
+// Q8_0: block scale d_w * d_a is exact in f32 (11-bit significands), sums are exact integers.
+Exact exact_dot_q8_0(const uint8_t* w, const uint8_t* a, int64_t n) {
+  Exact e;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    uint16_t dw, da;
+    std::memcpy(&dw, w + b * 34, 2);
+    std::memcpy(&da, a + b * 34, 2);
+    const double s = static_cast<double>(cpu::fp16_to_f32(dw)) * cpu::fp16_to_f32(da);
+    int64_t sumi = 0, sumabs = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int p = static_cast<int8_t>(w[b * 34 + 2 + j]) * static_cast<int8_t>(a[b * 34 + 2 + j]);
+      sumi += p;
+      sumabs += p < 0 ? -p : p;
+    }
+    e.value += s * static_cast<double>(sumi);
+    e.abs_sum += std::fabs(s) * static_cast<double>(sumabs);
+  }
+  return e;
+}
+
+constexpr double kU = 0x1p-24;      // unit roundoff of f32
+constexpr double kSub = 0x1p-149;   // f32 subnormal spacing: absolute error of a rounding there
+
+// Bounds (standard recursive-summation bounds, each rounding costing at most u * |partial|):
+//   AVX2 float dot: a lane adds about n/16 + 1 fmas, then acc0+acc1 and 3 hsum adds, then up to 7
+//     tail fmas, so |err| <= (n/16 + 13) u S. Products of F16/BF16 values are exact in f32.
+//   AVX2 Q8_0 dot: a lane adds ceil(nb/2) fmas of exact int sums, then 4 adds: (nb/2 + 6) u S.
+//   Reference float dots round once from a double sum: u |exact| + n 2^-53 S.
+//   Reference Q8_0 dot: one rounding per block product and one per add: (2 nb + 1) u S.
+// Each gets (rounding count) * 2^-149 for roundings that land in the f32 subnormal range.
+double bound_fast(GgmlType t, int64_t n, const Exact& e) {
+  const double steps = t == GgmlType::Q8_0 ? std::ceil(n / 64.0) + 6 : n / 16.0 + 13;
+  return steps * kU * e.abs_sum + (n + 16) * kSub;
+}
+
+double bound_ref(GgmlType t, int64_t n, const Exact& e) {
+  if (t == GgmlType::Q8_0) return (2.0 * (n / 32) + 1) * kU * e.abs_sum + (n + 2) * kSub;
+  return kU * std::fabs(e.value) + n * 0x1p-53 * e.abs_sum + kSub;
+}
+
+const GgmlType kWeightTypes[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0};
+
+// ---- conversions ---------------------------------------------------------------------------
+void test_fp16_conversions() {
+  // Every fp16 bit pattern: F16C (dequantize_row on the fast path) agrees with the scalar
+  // conversion, and converting back gives the same bits (NaN: stays a quiet NaN).
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> scalar(65536), fast(65536);
+  for (uint32_t i = 0; i < 65536; ++i) scalar[i] = cpu::fp16_to_f32(all[i]);
+  cpu::dequantize_row(GgmlType::F16, all.data(), fast.data(), 65536);
+  check(same_bits(scalar, fast), std::string("fp16->f32: all 65536 patterns, ") +
+                                     cpu::kernel_backend() + " == scalar bitwise");
+  bool round_trip = true;
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const uint16_t back = cpu::f32_to_fp16(scalar[i]);
+    const bool is_nan = (i & 0x7c00) == 0x7c00 && (i & 0x3ff) != 0;
+    round_trip &= is_nan ? (back == (i | 0x200)) : (back == i);
+  }
+  check(round_trip, "fp16 -> f32 -> fp16 is the identity (NaNs come back quieted)");
+
+  struct Case {
+    float in;
+    uint16_t out;
+    const char* what;
+  };
+  const Case cases[] = {
+      {0.0f, 0x0000, "+0"},
+      {-0.0f, 0x8000, "-0"},
+      {INFINITY, 0x7c00, "+inf"},
+      {-INFINITY, 0xfc00, "-inf"},
+      {65504.0f, 0x7bff, "max half"},
+      {65519.996f, 0x7bff, "just below the inf threshold"},
+      {65520.0f, 0x7c00, "65520 ties to even -> inf"},
+      {1e10f, 0x7c00, "overflow -> inf"},
+      {0x1p-14f, 0x0400, "smallest normal"},
+      {0x1p-14f - 0x1p-26f, 0x0400, "rounds up into the normals"},
+      {0x1p-24f, 0x0001, "smallest subnormal"},
+      {0x1p-25f, 0x0000, "half the smallest subnormal ties to 0"},
+      {0x1.000002p-25f, 0x0001, "just above that rounds up"},
+      {3 * 0x1p-25f, 0x0002, "1.5 subnormal units tie to 2"},
+      {5 * 0x1p-25f, 0x0002, "2.5 subnormal units tie to 2"},
+      {1e-10f, 0x0000, "underflow -> 0"},
+      {-1e-10f, 0x8000, "underflow keeps the sign"},
+      {1.0f + 0x1p-11f, 0x3c00, "1 + half ulp ties to even (down)"},
+      {1.0f + 3 * 0x1p-11f, 0x3c02, "1 + 1.5 ulp ties to even (up)"},
+      {1.0f + 0x1p-11f + 0x1p-20f, 0x3c01, "just above a tie rounds up"},
+      {-2.0f, 0xc000, "-2"},
+  };
+  bool ok = true;
+  for (const Case& c : cases) {
+    const uint16_t got = cpu::f32_to_fp16(c.in);
+    if (got != c.out) {
+      ok = false;
+      std::printf("     f32_to_fp16(%s): got 0x%04x want 0x%04x\n", c.what, got, c.out);
+    }
+  }
+  const uint16_t qnan = cpu::f32_to_fp16(NAN), snan = cpu::f32_to_fp16(from_bits(0x7f800001u));
+  ok &= (qnan & 0x7c00) == 0x7c00 && (qnan & 0x200) && (snan & 0x7c00) == 0x7c00 && (snan & 0x200);
+  check(ok, "f32_to_fp16: zeros, infinities, NaN, overflow, subnormals, ties to even");
+
+  // Random f32 patterns (and the cases above): the row converter (F16C when available) matches.
+  std::vector<float> in(1 << 20);
+  for (float& v : in) v = from_bits(static_cast<uint32_t>(g_rng()));
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i) in[i] = cases[i].in;
+  const size_t n = in.size() - 3;  // not a multiple of 8: the row converter's scalar tail runs
+  std::vector<uint16_t> a(n), b(n);
+  for (size_t i = 0; i < n; ++i) a[i] = cpu::f32_to_fp16(in[i]);
+  cpu::f32_to_fp16_row(in.data(), b.data(), static_cast<int64_t>(n));
+  check(a == b, "f32_to_fp16_row == f32_to_fp16 on 2^20 random bit patterns");
+}
+
+void test_bf16_conversions() {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t i = 0; i < 65536; ++i) all[i] = static_cast<uint16_t>(i);
+  std::vector<float> scalar(65536), fast(65536);
+  for (uint32_t i = 0; i < 65536; ++i) scalar[i] = cpu::bf16_to_f32(all[i]);
+  cpu::dequantize_row(GgmlType::BF16, all.data(), fast.data(), 65536);
+  bool round_trip = true;
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const uint16_t back = cpu::f32_to_bf16(scalar[i]);
+    const bool is_nan = (i & 0x7f80) == 0x7f80 && (i & 0x7f) != 0;
+    round_trip &= is_nan ? (back == (i | 0x40)) : (back == i);
+  }
+  check(same_bits(scalar, fast) && round_trip,
+        "bf16: all 65536 patterns widen identically on both paths and round-trip");
+  bool ok = cpu::f32_to_bf16(0.0f) == 0x0000 && cpu::f32_to_bf16(-0.0f) == 0x8000 &&
+            cpu::f32_to_bf16(INFINITY) == 0x7f80 && cpu::f32_to_bf16(-INFINITY) == 0xff80 &&
+            (cpu::f32_to_bf16(NAN) & 0x7fc0) == 0x7fc0 &&
+            (cpu::f32_to_bf16(from_bits(0x7f800001u)) & 0x7fc0) == 0x7fc0 &&  // sNaN stays NaN
+            cpu::f32_to_bf16(1.0f + 0x1p-8f) == 0x3f80 &&       // tie -> even (down)
+            cpu::f32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82 &&   // tie -> even (up)
+            cpu::f32_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 0x3f81 &&
+            cpu::f32_to_bf16(from_bits(0x7f7fffffu)) == 0x7f80 &&  // FLT_MAX rounds to inf
+            cpu::f32_to_bf16(from_bits(0x00010000u)) == 0x0001;    // subnormals are kept
+  check(ok, "f32_to_bf16: zeros, infinities, NaN, ties to even, overflow, subnormals");
+}
+
+// ---- quantize / dequantize -----------------------------------------------------------------
+void test_quantize() {
+  const int64_t sizes[] = {32, 64, 576, 1536, 4096};
+  const Fill fills[] = {Fill::Normal, Fill::Mixed, Fill::Integers, Fill::Zeros, Fill::Equal,
+                        Fill::Huge, Fill::Tiny, Fill::Extremes};
+  for (GgmlType t : kWeightTypes) {
+    double worst = 0;  // max |roundtrip error| / allowed
+    bool same_q = true, same_dq = true;
+    for (int64_t n : sizes) {
+      for (Fill f : fills) {
+        std::vector<float> x = make_floats(f, n, t);
+        const bool ties = t == GgmlType::Q8_0 && n == 64 && f == Fill::Integers;
+        if (ties) {
+          // Ties of round-half-away-from-zero: amax 127 gives d = 1, so x * id = x exactly.
+          x[0] = 127.0f, x[1] = 2.5f, x[2] = -2.5f, x[3] = 0.5f, x[4] = -0.5f, x[5] = 126.5f;
+        }
+        const std::vector<uint8_t> ref = to_type(t, x);
+        std::vector<uint8_t> fast(ref.size());
+        cpu::quantize_row(t, x.data(), fast.data(), n);
+        same_q &= fast == ref;
+        std::vector<float> back_ref = widen(t, ref, n), back(static_cast<size_t>(n));
+        cpu::dequantize_row(t, ref.data(), back.data(), n);
+        same_dq &= same_bits(back, back_ref);
+        if (ties) {
+          const int8_t* q = reinterpret_cast<const int8_t*>(ref.data() + 2);
+          same_q &= q[0] == 127 && q[1] == 3 && q[2] == -3 && q[3] == 1 && q[4] == -1 && q[5] == 127;
+        }
+        // Round-trip error: F16/BF16 half an ulp (relative 2^-11 / 2^-8, or half the smallest
+        // fp16 subnormal 2^-25); Q8_0 half a step d (d = amax / 127) plus q times the fp16
+        // rounding error of d (relative 2^-11, or absolute 2^-25 when d is subnormal), |q| <= 127.
+        for (int64_t b = 0; b < n / 32; ++b) {
+          float amax = 0;
+          for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[b * 32 + j]));
+          for (int j = 0; j < 32; ++j) {
+            const size_t i = static_cast<size_t>(b * 32 + j);
+            double allowed = 0;
+            switch (t) {
+              case GgmlType::F32: allowed = 0; break;
+              case GgmlType::F16: allowed = std::fabs(x[i]) * 0x1p-11 + 0x1p-25; break;
+              case GgmlType::BF16: allowed = std::fabs(x[i]) * 0x1p-8 + 1e-45; break;
+              default: allowed = (amax / 127.0) * (0.5 + 127 * 0x1p-11) * 1.0001 + 128 * 0x1p-25; break;
+            }
+            const double err = std::fabs(static_cast<double>(back[i]) - x[i]);
+            if (err > allowed) worst = std::fmax(worst, allowed > 0 ? err / allowed : INFINITY);
+          }
+        }
+      }
+    }
+    const std::string name = weft::ggml_type_name(t);
+    check(same_q, name + ": quantize_row " + cpu::kernel_backend() +
+                      " == reference bitwise (incl. ties, zeros, huge, tiny)");
+    check(same_dq, name + ": dequantize_row " + cpu::kernel_backend() + " == reference bitwise");
+    check(worst == 0, name + ": quantize->dequantize error within bounds");
+  }
+
+  // Q8_0 edge inputs: NaN/inf, a row past the fp16 range of d, -128 in stored weights.
+  std::vector<float> x(64, 1.0f);
+  x[3] = NAN, x[40] = INFINITY, x[41] = -1e30f;
+  const std::vector<uint8_t> ref = to_type(GgmlType::Q8_0, x);
+  std::vector<uint8_t> fast(ref.size());
+  cpu::quantize_row(GgmlType::Q8_0, x.data(), fast.data(), 64);
+  check(fast == ref, "Q8_0: quantize_row of NaN/inf/huge gives the same bytes on both paths");
+  const std::vector<uint8_t> raw = raw_q8_0(4096, -2.0f, 2.0f);
+  std::vector<float> a = widen(GgmlType::Q8_0, raw, 4096), b(4096);
+  cpu::dequantize_row(GgmlType::Q8_0, raw.data(), b.data(), 4096);
+  check(same_bits(a, b), "Q8_0: dequantize_row of raw blocks (all int8, +-d) bitwise equal");
+}
+
+// ---- dots ----------------------------------------------------------------------------------
+void test_vec_dot() {
+  const int64_t float_sizes[] = {1, 7, 8, 9, 16, 23, 32, 64, 100, 576, 1536, 4096};
+  const int64_t q_sizes[] = {32, 64, 96, 576, 1536, 4096};
+  const Fill fills[] = {Fill::Normal, Fill::Mixed, Fill::Integers, Fill::Zeros, Fill::Equal,
+                        Fill::Huge, Fill::Tiny, Fill::Extremes};
+  for (GgmlType t : kWeightTypes) {
+    const GgmlType at = cpu::vec_dot_type(t);
+    const bool quant = t == GgmlType::Q8_0;
+    double worst_fast = 0, worst_ref = 0;
+    bool exact_equal = true;
+    int cases = 0;
+    for (int64_t n : quant ? std::vector<int64_t>(std::begin(q_sizes), std::end(q_sizes))
+                           : std::vector<int64_t>(std::begin(float_sizes), std::end(float_sizes))) {
+      for (Fill fw : fills) {
+        for (int rep = 0; rep < 2; ++rep) {
+          const Fill fa = rep == 0 ? fw : Fill::Normal;
+          const bool exact = fw == Fill::Integers && fa == Fill::Integers;
+          std::vector<uint8_t> w = to_type(t, make_floats(fw, n, t));
+          std::vector<uint8_t> a = to_type(at, make_floats(fa, n, at));
+          if (quant && fw == Fill::Mixed) w = raw_q8_0(n, 1e-3f, 2.0f);  // includes -128
+          if (quant && exact) w = exact_q8_0(n), a = exact_q8_0(n);
+          const Exact e = quant ? exact_dot_q8_0(w.data(), a.data(), n)
+                                : exact_dot(widen(t, w, n), widen(at, a, n));
+          const float r = on_ref([&] { return cpu::vec_dot(t, n, w.data(), a.data()); });
+          const float f = cpu::vec_dot(t, n, w.data(), a.data());
+          const double bf = bound_fast(t, n, e), br = bound_ref(t, n, e);
+          worst_fast = std::fmax(worst_fast, std::fabs(f - e.value) / bf);
+          worst_ref = std::fmax(worst_ref, std::fabs(r - e.value) / br);
+          if (exact) exact_equal &= bits(f) == bits(r) && f == e.value;
+          ++cases;
+        }
+      }
+    }
+    const std::string name = weft::ggml_type_name(t);
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s: vec_dot %s within bound on %d rows (worst err/bound %.3f)",
+                  name.c_str(), cpu::kernel_backend(), cases, worst_fast);
+    check(worst_fast <= 1.0, buf);
+    std::snprintf(buf, sizeof buf, "%s: vec_dot reference within bound (worst err/bound %.3f)",
+                  name.c_str(), worst_ref);
+    check(worst_ref <= 1.0, buf);
+    check(exact_equal, name + ": vec_dot on small integers (every sum exact) identical on both paths");
+  }
+
+  // Attention helpers: f32 . f32 and f32 . f16 dots use the float-dot bound; axpy differs from
+  // the reference only by the reference's separate multiply and add: 2u(|y| + |alpha x|).
+  double worst = 0;
+  bool axpy_ok = true;
+  for (int64_t n : float_sizes) {
+    const std::vector<float> q = make_floats(Fill::Normal, n, GgmlType::F32);
+    const std::vector<float> k32 = make_floats(Fill::Mixed, n, GgmlType::F16);
+    const std::vector<uint8_t> k16b = to_type(GgmlType::F16, k32);
+    const uint16_t* k16 = reinterpret_cast<const uint16_t*>(k16b.data());
+    const Exact e32 = exact_dot(q, k32), e16 = exact_dot(q, widen(GgmlType::F16, k16b, n));
+    const double b32 = bound_fast(GgmlType::F32, n, e32), b16 = bound_fast(GgmlType::F32, n, e16);
+    const auto d32 = [&] { return cpu::dot_f32_f32(q.data(), k32.data(), n); };
+    const auto d16 = [&] { return cpu::dot_f32_f16(q.data(), k16, n); };
+    worst = std::fmax(worst, std::fabs(d32() - e32.value) / b32);
+    worst = std::fmax(worst, std::fabs(d16() - e16.value) / b16);
+    worst = std::fmax(worst, std::fabs(on_ref(d32) - e32.value) / b32);
+    worst = std::fmax(worst, std::fabs(on_ref(d16) - e16.value) / b16);
+    const float alpha = uniform(-2.0f, 2.0f);
+    std::vector<float> y0 = make_floats(Fill::Normal, n, GgmlType::F32);
+    for (int which = 0; which < 2; ++which) {
+      std::vector<float> yf = y0, yr = y0;
+      const std::vector<float> xs = which == 0 ? k32 : widen(GgmlType::F16, k16b, n);
+      if (which == 0) {
+        cpu::axpy_f32(alpha, k32.data(), yf.data(), n);
+        on_ref([&] { cpu::axpy_f32(alpha, k32.data(), yr.data(), n); return 0; });
+      } else {
+        cpu::axpy_f16(alpha, k16, yf.data(), n);
+        on_ref([&] { cpu::axpy_f16(alpha, k16, yr.data(), n); return 0; });
+      }
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = y0[i] + static_cast<double>(alpha) * xs[i];
+        const double tol = 2 * kU * (std::fabs(y0[i]) + std::fabs(alpha * xs[i])) + kSub;
+        axpy_ok &= std::fabs(yf[i] - want) <= tol && std::fabs(yr[i] - want) <= tol;
+      }
+    }
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf,
+                "dot_f32_f32 / dot_f32_f16 within bound on both paths (worst err/bound %.3f)", worst);
+  check(worst <= 1.0, buf);
+  check(axpy_ok, "axpy_f32 / axpy_f16 within 2u of the exact result on both paths");
+}
+
+// ---- matmul batch invariance -----------------------------------------------------------------
+// y[i][r] must equal vec_dot(row r, act i) bit for bit, for any n_tok, row split and strides.
+bool matmul_invariant(GgmlType t, int64_t n, int64_t rows, int n_tok, bool random_splits) {
+  const GgmlType at = cpu::vec_dot_type(t);
+  const size_t w_row = weft::ggml_row_bytes(t, n), a_row = weft::ggml_row_bytes(at, n) + 8;  // padded, aligned
+  std::vector<uint8_t> w(w_row * static_cast<size_t>(rows)), act(a_row * static_cast<size_t>(n_tok));
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<uint8_t> row = to_type(t, make_floats(r % 3 ? Fill::Normal : Fill::Mixed, n, t));
+    std::memcpy(w.data() + r * w_row, row.data(), w_row);
+  }
+  for (int i = 0; i < n_tok; ++i) {
+    std::vector<float> x = make_floats(Fill::Normal, n, at);
+    std::vector<uint8_t> row(weft::ggml_row_bytes(at, n));
+    cpu::quantize_row(at, x.data(), row.data(), n);
+    std::memcpy(act.data() + i * a_row, row.data(), row.size());
+  }
+  const int64_t y_stride = rows + 3;
+  std::vector<float> y(static_cast<size_t>(y_stride) * n_tok, NAN);
+  if (random_splits) {
+    int64_t r0 = 0;
+    while (r0 < rows) {
+      const int64_t r1 = std::min<int64_t>(rows, r0 + 1 + static_cast<int64_t>(g_rng() % 23));
+      cpu::matmul(t, n, w.data(), w_row, act.data(), a_row, n_tok, y.data(), y_stride, r0, r1);
+      r0 = r1;
+    }
+  } else {
+    cpu::matmul(t, n, w.data(), w_row, act.data(), a_row, n_tok, y.data(), y_stride, 0, rows);
+  }
+  for (int i = 0; i < n_tok; ++i) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const float want = cpu::vec_dot(t, n, w.data() + r * w_row, act.data() + i * a_row);
+      if (bits(y[i * y_stride + r]) != bits(want)) return false;
+    }
+    for (int64_t r = rows; r < y_stride; ++r) {
+      if (!std::isnan(y[i * y_stride + r])) return false;  // wrote outside [r_begin, r_end)
+    }
+  }
+  return true;
+}
+
+void test_matmul() {
+  const int tok_counts[] = {1, 2, 3, 4, 5, 7, 8, 13};
+  struct Shape {
+    int64_t n, rows;
+  };
+  // {1536, 190} has more than one 256 KiB chunk of weight rows for every type; the last shape
+  // has rows of at least 16 KiB, which decode takes 4 at a time (11 = 2 * 4 + 3 leftovers), and
+  // for float types a leftover 8-chunk and a 5-element tail (8205 = 512 * 16 + 8 + 5).
+  const Shape float_shapes[] = {{23, 9}, {64, 37}, {576, 21}, {1536, 190}, {8205, 11}};
+  const Shape q_shapes[] = {{32, 9}, {64, 37}, {576, 21}, {1536, 190}, {16384, 11}};
+  for (int pass = 0; pass < 2; ++pass) {
+    cpu::force_scalar_kernels(pass == 1);
+    if (pass == 0 && !g_have_fast) continue;
+    for (GgmlType t : kWeightTypes) {
+      bool ok = true;
+      for (const Shape& s : t == GgmlType::Q8_0 ? q_shapes : float_shapes) {
+        for (int n_tok : tok_counts) {
+          if (pass == 1 && s.rows * s.n > 40 * 576 && n_tok > 5) continue;  // the reference is slow
+          ok &= matmul_invariant(t, s.n, s.rows, n_tok, false);
+          ok &= matmul_invariant(t, s.n, s.rows, n_tok, true);
+        }
+      }
+      check(ok, std::string(weft::ggml_type_name(t)) + ": matmul (" + cpu::kernel_backend() +
+                    ") == vec_dot bitwise for n_tok in {1,2,3,4,5,7,8,13} and random row splits");
+    }
+  }
+  cpu::force_scalar_kernels(false);
+}
+
+// Threads split the rows; results must equal the single-threaded call bit for bit.
+void test_matmul_threads() {
+  cpu::ThreadPool pool(3);
+  const int64_t n = 576, rows = 301;
+  const int n_tok = 6;
+  std::vector<uint8_t> w(weft::ggml_row_bytes(GgmlType::Q8_0, n) * rows);
+  for (uint8_t& b : w) b = static_cast<uint8_t>(g_rng() & 0x3f);  // d bytes small: finite scales
+  std::vector<float> x = make_floats(Fill::Normal, n * n_tok, GgmlType::F32);
+  const size_t a_row = weft::ggml_row_bytes(GgmlType::Q8_0, n);
+  std::vector<uint8_t> act(a_row * n_tok);
+  for (int i = 0; i < n_tok; ++i) {
+    cpu::quantize_row(GgmlType::Q8_0, x.data() + i * n, act.data() + i * a_row, n);
+  }
+  std::vector<float> y1(rows * n_tok), y3(rows * n_tok);
+  cpu::matmul(GgmlType::Q8_0, n, w.data(), a_row, act.data(), a_row, n_tok, y1.data(), rows, 0, rows);
+  pool.run([&](int tid, int nth) {
+    const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
+    cpu::matmul(GgmlType::Q8_0, n, w.data(), a_row, act.data(), a_row, n_tok, y3.data(), rows, r0, r1);
+  });
+  check(same_bits(y1, y3), "Q8_0 matmul split over 3 pool threads == one call, bitwise");
+}
+
+// ---- API contract --------------------------------------------------------------------------
+template <class F>
+bool throws_code(F f, ErrorCode code) {
+  try {
+    f();
+  } catch (const weft::Error& e) {
+    return e.code() == code;
+  }
+  return false;
+}
+
+void test_api() {
+  bool ok = cpu::type_supported(GgmlType::F32) && cpu::type_supported(GgmlType::F16) &&
+            cpu::type_supported(GgmlType::BF16) && cpu::type_supported(GgmlType::Q8_0) &&
+            !cpu::type_supported(GgmlType::Q4_0) && !cpu::type_supported(GgmlType::Q4_K) &&
+            !cpu::type_supported(GgmlType::I32) && !cpu::type_supported(static_cast<GgmlType>(99));
+  check(ok, "type_supported: F32 F16 BF16 Q8_0 yes; Q4_0 Q4_K I32 and unknown ids no");
+  ok = true;
+  for (GgmlType t : kWeightTypes) ok &= cpu::vec_dot_type(t) == t;
+  check(ok, "vec_dot_type: F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0");
+  float dummy[64] = {};
+  uint8_t bytes[256] = {};
+  ok = throws_code([&] { cpu::vec_dot_type(GgmlType::Q4_K); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::dequantize_row(GgmlType::Q4_0, bytes, dummy, 32); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::quantize_row(GgmlType::Q6_K, dummy, bytes, 32); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::vec_dot(GgmlType::Q4_0, 32, bytes, bytes); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::matmul(GgmlType::Q4_K, 256, bytes, 144, bytes, 292, 1, dummy, 1, 0, 1); },
+                   ErrorCode::Unsupported);
+  check(ok, "unsupported types throw E_UNSUPPORTED from every entry point");
+  try {
+    cpu::matmul(GgmlType::Q4_0, 32, bytes, 18, bytes, 34, 1, dummy, 1, 0, 1);
+    ok = false;
+  } catch (const weft::Error& e) {
+    ok = std::string(e.what()).find("Q4_0") != std::string::npos;
+  }
+  check(ok, "the E_UNSUPPORTED message names the type");
+  ok = throws_code([&] { cpu::vec_dot(GgmlType::Q8_0, 40, bytes, bytes); }, ErrorCode::InvalidArgument) &&
+       throws_code([&] { cpu::matmul(GgmlType::Q8_0, 32, bytes, 33, bytes, 34, 1, dummy, 1, 0, 1); },
+                   ErrorCode::InvalidArgument) &&
+       throws_code([&] { cpu::matmul(GgmlType::F32, 4, bytes, 16, bytes, 16, 2, dummy, 1, 0, 2); },
+                   ErrorCode::InvalidArgument);
+  check(ok, "bad row length, row stride or output stride throws E_INVALID_ARGUMENT");
+  cpu::force_scalar_kernels(true);
+  ok = std::strcmp(cpu::kernel_backend(), "scalar") == 0;
+  cpu::force_scalar_kernels(false);
+  check(ok, std::string("force_scalar_kernels(true) selects the reference; automatic backend is ") +
+                cpu::kernel_backend());
+}
+
+// ---- thread pool ---------------------------------------------------------------------------
+void test_thread_pool() {
+  check(cpu::physical_cores() >= 1, "physical_cores() = " + std::to_string(cpu::physical_cores()));
+  check(throws_code([] { cpu::ThreadPool p(0); }, ErrorCode::InvalidArgument),
+        "ThreadPool(0) throws E_INVALID_ARGUMENT");
+
+  for (int nth : {1, 2, 3, 4}) {
+    cpu::ThreadPool pool(nth);
+    const std::string tag = " (" + std::to_string(nth) + " threads)";
+    check(pool.size() == nth, "size()" + tag);
+
+    // Many barriers per region: after each barrier every thread sees every other's write.
+    const int kRounds = 2000;
+    std::vector<int> slot(nth, -1);
+    std::atomic<int> mismatches{0};
+    pool.run([&](int tid, int n) {
+      for (int round = 0; round < kRounds; ++round) {
+        slot[tid] = round;
+        pool.barrier();
+        for (int j = 0; j < n; ++j) mismatches += slot[j] != round;
+        pool.barrier();
+      }
+    });
+    check(mismatches == 0, "2x2000 barriers in one region keep threads in lockstep" + tag);
+
+    // Thousands of regions: each runs every tid exactly once.
+    std::atomic<int64_t> sum{0};
+    std::atomic<int> bad_nth{0};
+    const int kRegions = 5000;
+    for (int i = 0; i < kRegions; ++i) {
+      pool.run([&](int tid, int n) {
+        sum += tid + 1;
+        bad_nth += n != nth;
+        pool.barrier();
+      });
+    }
+    check(sum == static_cast<int64_t>(kRegions) * nth * (nth + 1) / 2 && bad_nth == 0,
+          "5000 regions, each tid once per region" + tag);
+
+    // An exception on any thread reaches run()'s caller, after barriers on the others.
+    for (int thrower = 0; thrower < nth; ++thrower) {
+      bool caught = false;
+      try {
+        pool.run([&](int tid, int) {
+          for (int k = 0; k < 10; ++k) {
+            if (tid == thrower && k == 5) throw std::runtime_error("boom " + std::to_string(tid));
+            pool.barrier();
+          }
+        });
+      } catch (const std::runtime_error& e) {
+        caught = std::string(e.what()) == "boom " + std::to_string(thrower);
+      }
+      check(caught, "exception from tid " + std::to_string(thrower) + " rethrown by run()" + tag);
+    }
+    bool typed = false;
+    try {
+      pool.run([&](int tid, int) {
+        if (tid == nth - 1) weft::fail(ErrorCode::KvExhausted, "full");
+      });
+    } catch (const weft::Error& e) {
+      typed = e.code() == ErrorCode::KvExhausted;
+    }
+    check(typed, "weft::Error keeps its type and code through run()" + tag);
+
+    // Still usable after failures, and after the workers went to sleep.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::atomic<int> after{0};
+    pool.run([&](int, int) {
+      pool.barrier();
+      ++after;
+      pool.barrier();
+    });
+    check(after == nth, "regions run normally after exceptions and an idle sleep" + tag);
+
+    bool nested = false;
+    try {
+      pool.run([&](int tid, int) {
+        if (tid == 0) pool.run([](int, int) {});
+      });
+    } catch (const weft::Error& e) {
+      nested = e.code() == ErrorCode::Internal;
+    }
+    check(nested, "nested run() is refused with E_INTERNAL" + tag);
+  }
+}
+
+}  // namespace
+
+int main() {
+  cpu::force_scalar_kernels(false);
+  g_have_fast = std::strcmp(cpu::kernel_backend(), "scalar") != 0;
+  std::printf("kernel backend: %s\n", cpu::kernel_backend());
+  if (!g_have_fast) {
+    std::printf("note: no fast backend here (no AVX2 or WEFT_KERNELS=scalar); fast-vs-reference "
+                "checks compare the reference with itself\n");
+  }
+  test_api();
+  test_fp16_conversions();
+  test_bf16_conversions();
+  test_quantize();
+  test_vec_dot();
+  test_matmul();
+  test_matmul_threads();
+  test_thread_pool();
+  std::printf("\n%d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

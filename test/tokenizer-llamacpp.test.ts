@@ -1,0 +1,75 @@
+// The tokenizers against llama.cpp's own token ids for its vocab-only GGUFs: every case of
+// the .inp/.out vectors llama.cpp's test-tokenizer-0 uses, and every case of the refdata
+// tokenizer JSON (with and without BOS and special-token parsing).
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { readGgufMetadata } from '../lib/native.js';
+import { createTokenizer, type Tokenizer } from '../lib/tokenizer/index.js';
+import { HAVE_REFDATA, refJson, refPath } from './refdata.js';
+
+interface JsonCase { text: string; ids: number[]; ids_no_bos_no_special: number[] }
+
+/**
+ * test-tokenizer-0's format: the .inp file is every input followed by
+ * "\n__ggml_vocab_test__\n"; the .out file has one line of space-separated ids per input.
+ * They were made with add_special = false and parse_special = false (MANIFEST.md 2.4).
+ */
+function inpOut(vocab: string): { text: string; ids: number[] }[] {
+  const base = refPath('tokenizer', 'llama.cpp-vocab', `ggml-vocab-${vocab}.gguf`);
+  const inputs = readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
+  const outputs = readFileSync(`${base}.out`, 'utf8').split('\n');
+  // Both files end with their separator, which leaves one empty string at the end.
+  expect(inputs.pop()).toBe('');
+  expect(outputs.pop()).toBe('');
+  expect(outputs.length).toBe(inputs.length);
+  return inputs.map((text, i) => ({ text, ids: outputs[i].split(' ').filter(Boolean).map(Number) }));
+}
+
+const label = (text: string) => JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text);
+
+const VOCABS = [
+  // SPM's space prefix: decoding gives back the text with the leading space it was given
+  // (none for empty text, which has no fragment to prefix).
+  { name: 'llama-spm', kind: 'spm', roundTrip: (text: string) => (text === '' ? '' : ' ' + text) },
+  { name: 'gpt-2', kind: 'bpe', roundTrip: (text: string) => text },
+] as const;
+
+for (const vocab of VOCABS) {
+  describe.skipIf(!HAVE_REFDATA)(`ggml-vocab-${vocab.name}.gguf`, () => {
+    const vectors = HAVE_REFDATA ? inpOut(vocab.name) : [];
+    const cases = HAVE_REFDATA ? refJson<{ cases: JsonCase[] }>('tokenizer', `${vocab.name}.json`).cases : [];
+    let tok: Tokenizer;
+    beforeAll(async () => {
+      tok = createTokenizer(await readGgufMetadata(refPath('tokenizer', 'llama.cpp-vocab', `ggml-vocab-${vocab.name}.gguf`)));
+    });
+
+    it('is the expected kind of tokenizer, with every vector present', () => {
+      expect(tok.kind).toBe(vocab.kind);
+      expect(vectors.length).toBe(46);
+      expect(cases.length).toBe(10);
+    });
+
+    describe('.inp/.out vectors (no BOS, no special parsing)', () => {
+      it.each(vectors.map((v, i) => [i, label(v.text), v] as const))('#%i %s', (_i, _l, v) => {
+        expect(Array.from(tok.encode(v.text, { addBos: false }))).toEqual(v.ids);
+      });
+    });
+
+    describe(`${vocab.name}.json`, () => {
+      it.each(cases.map((c) => [label(c.text), c] as const))('%s: llama-tokenize defaults (BOS as the vocab says, parse_special)', (_l, c) => {
+        expect(Array.from(tok.encode(c.text, { parseSpecial: true }))).toEqual(c.ids);
+      });
+      it.each(cases.map((c) => [label(c.text), c] as const))('%s: --no-bos --no-parse-special', (_l, c) => {
+        expect(Array.from(tok.encode(c.text, { addBos: false }))).toEqual(c.ids_no_bos_no_special);
+      });
+    });
+
+    it('decodes every encoded vector back to its text (SPM: plus the leading space it added)', () => {
+      const texts = [...vectors.map((v) => v.text), ...cases.map((c) => c.text)];
+      for (const text of texts) {
+        expect(tok.decode(tok.encode(text))).toBe(vocab.roundTrip(text));
+        expect(tok.decode(tok.encode(text, { addBos: false }))).toBe(vocab.roundTrip(text));
+      }
+    });
+  });
+}
