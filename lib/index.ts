@@ -9,3 +9,4 @@ export { readGguf, readGgufMetadata } from './native.js';
 export type { GgufFileInfo, GgufTensorInfo } from './native.js';
 export type { GgufMetadata, GgufValue } from './gguf/types.js';
 export type { Tokenizer } from './tokenizer/index.js';
+export { createTokenizer } from './tokenizer/index.js';

@@ -105,6 +105,18 @@ describe.skipIf(!HAVE_REFDATA)('generate()', () => {
     bad(() => model.generate([]), /empty/);
   });
 
+  it('a sequence\'s logits are bitwise the same alone and sharing a step with other sequences', async () => {
+    const a = model.tokenize('Lily and Ben went to the park. They saw a big tree');
+    const alone = await model.evaluate(a, { allLogits: true });
+    const [shared] = await Promise.all([
+      model.evaluate(a, { allLogits: true }),
+      model.evaluate(model.tokenize('Once upon a time'), { allLogits: true }),
+      model.generate('The little dog', { maxTokens: 8, seed: 5 }).result,
+      model.evaluate(model.tokenize('Joe loves writing stories about a cat and a dog who'), {}),
+    ]);
+    expect(Buffer.from(shared.buffer).equals(Buffer.from(alone.buffer))).toBe(true);
+  });
+
   it('evaluate() returns the last row or every row of logits', async () => {
     const ids = model.tokenize('Once upon a time');
     const all = await model.evaluate(ids, { allLogits: true });

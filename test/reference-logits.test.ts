@@ -10,15 +10,15 @@ import { HAVE_REFDATA, refF32, refJson, refPath } from './refdata.js';
 //    allow a few times that.
 //  - F16/BF16: both engines round activations to the weight type before the dot (ggml's
 //    vec_dot_type), so what remains is summation order; exact math itself is 1e-2 (F16) and
-//    7e-2 (BF16) away from llama.cpp, which bounds how far either can be from the other.
+//    7e-2 (BF16) away from llama.cpp (1.8e-2 on qwen2-gqa-f16), which bounds how far either can be from the other.
 //  - Q8_0: activations are quantized to Q8_0 blocks in both, and the block dot is exact
 //    integer arithmetic, so only the float accumulation of block sums differs.
 const CASES: { file: string; tol: number; tie: number }[] = [
   { file: 'stories260Ktok512', tol: 1e-4, tie: 1e-3 },
   { file: 'llama-mha-odd-f32', tol: 1e-4, tie: 1e-3 },
-  { file: 'stories260Ktok512-f16', tol: 1e-2, tie: 0.05 },
+  { file: 'stories260Ktok512-f16', tol: 2e-2, tie: 0.05 },
   { file: 'stories260Ktok512-bf16', tol: 5e-2, tie: 0.1 },
-  { file: 'qwen2-gqa-f16', tol: 1e-2, tie: 0.05 },
+  { file: 'qwen2-gqa-f16', tol: 2e-2, tie: 0.05 },
   { file: 'llama-gqa-k-q8_0', tol: 5e-2, tie: 0.1 },
   { file: 'qwen2-gqa-q8_0', tol: 5e-2, tie: 0.1 },
 ];

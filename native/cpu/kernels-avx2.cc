@@ -213,13 +213,11 @@ void quantize_f16(const float* src, void* dst, int64_t n) {
   f32_to_fp16_row(src, static_cast<uint16_t*>(dst), n);
 }
 
-// Same arithmetic as the reference (ggml's quantize_row_q8_0_ref): amax ignoring NaN,
-// d = amax / 127, id = 1 / d, q = round-half-away(clamp(x * id, -127, 127)).
+// Same arithmetic as the reference (ggml's x86 activation quantizer): amax ignoring NaN,
+// d = amax / 127, id = 127 / amax, q = round-half-even(clamp(x * id, -127, 127)).
 void quantize_q8_0(const float* src, void* dst, int64_t n) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
   const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 half = _mm256_set1_ps(0.5f);
-  const __m256 one = _mm256_set1_ps(1.0f);
   const __m256 hi = _mm256_set1_ps(127.0f);
   const __m256 lo = _mm256_set1_ps(-127.0f);
   for (int64_t b = 0; b < n / 32; ++b) {
@@ -235,19 +233,14 @@ void quantize_q8_0(const float* src, void* dst, int64_t n) {
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     const float amax = _mm_cvtss_f32(m4);
     const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
 
     __m256i q[4];
     for (int k = 0; k < 4; ++k) {
       __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
       s = _mm256_max_ps(_mm256_min_ps(s, hi), lo);  // min(NaN, 127) = 127, as std::fmin
-      // Round half away from zero (roundf): truncate, then step away from zero when the
-      // dropped fraction (exact: s - trunc(s)) is at least one half.
-      const __m256 t = _mm256_round_ps(s, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-      const __m256 frac = _mm256_andnot_ps(sign_bit, _mm256_sub_ps(s, t));
-      const __m256 step = _mm256_or_ps(_mm256_and_ps(s, sign_bit), one);
-      const __m256 r = _mm256_add_ps(t, _mm256_and_ps(_mm256_cmp_ps(frac, half, _CMP_GE_OQ), step));
+      const __m256 r = _mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       q[k] = _mm256_cvttps_epi32(r);
     }
     // Narrow 4 x 8 int32 to 32 int8: the packs interleave 128-bit lanes, the permute undoes it.
