@@ -6,7 +6,7 @@
  */
 import { WeftError } from '../errors.js';
 import { byteEncode } from './byte-alphabet.js';
-import { MergeQueue, type Candidate } from './merge-queue.js';
+import { MergeQueue, mergeAdjacent, type Candidate } from './merge-queue.js';
 import { PRE_TOKENIZER_NAMES, preTokenize, preTokenizer } from './pre-tokenizers.js';
 import type { Vocab } from './vocab.js';
 
@@ -63,26 +63,8 @@ export class BpeModel {
     const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
 
     const queue = new MergeQueue(lowerRankFirst);
-    const tryAdd = (left: number, right: number) => {
-      if (left < 0 || right < 0) return;
-      const l = word.slice(start[left], start[left] + len[left]);
-      const r = word.slice(start[right], start[right] + len[right]);
-      const rank = this.ranks.get(l + ' ' + r);
-      if (rank !== undefined) queue.push({ left, right, size: len[left] + len[right], key: rank });
-    };
-    for (let i = 1; i < n; i++) tryAdd(i - 1, i);
-
-    for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
-      const { left, right } = c;
-      // Stale: llama.cpp compares the pair's text; with contiguous symbols the length is equivalent.
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== c.size) continue;
-      len[left] += len[right];
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      tryAdd(prev[left], left);
-      tryAdd(left, next[left]);
-    }
+    mergeAdjacent(queue, len, prev, next, (left, right) =>
+      this.ranks.get(word.slice(start[left], start[left] + len[left]) + ' ' + word.slice(start[right], start[right] + len[right])));
 
     const ids: number[] = [];
     for (let i = 0; i !== -1 && n > 0; i = next[i]) {

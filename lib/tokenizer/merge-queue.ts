@@ -50,3 +50,37 @@ export class MergeQueue {
     return top;
   }
 }
+
+/**
+ * The merge loop both tokenizers share. Symbols form a doubly linked chain (prev/next, -1 at the
+ * ends) with lengths in `len`; a merge grows the left symbol, sets the right one's length to 0
+ * and unlinks it. `key(left, right)` is the pair's score or rank, or undefined when the pair is
+ * not in the vocabulary. Runs until no mergeable pair remains.
+ */
+export function mergeAdjacent(
+  queue: MergeQueue,
+  len: { [i: number]: number; readonly length: number },
+  prev: Int32Array,
+  next: Int32Array,
+  key: (left: number, right: number) => number | undefined,
+): void {
+  const tryAdd = (left: number, right: number) => {
+    if (left < 0 || right < 0) return;
+    const k = key(left, right);
+    if (k !== undefined) queue.push({ left, right, size: len[left] + len[right], key: k });
+  };
+  for (let i = 1; i < len.length; i++) tryAdd(i - 1, i);
+
+  for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
+    const { left, right } = c;
+    // Stale: one side was merged into something else since this pair was queued (llama.cpp
+    // compares the pair's text; with contiguous symbols the combined length is equivalent).
+    if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== c.size) continue;
+    len[left] += len[right];
+    len[right] = 0;
+    next[left] = next[right];
+    if (next[right] >= 0) prev[next[right]] = left;
+    tryAdd(prev[left], left);
+    tryAdd(left, next[left]);
+  }
+}

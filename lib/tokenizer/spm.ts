@@ -5,7 +5,7 @@
  * or, when it is not one, as one <0xNN> byte token per UTF-8 byte (byte fallback).
  */
 import { WeftError } from '../errors.js';
-import { MergeQueue, type Candidate } from './merge-queue.js';
+import { MergeQueue, mergeAdjacent, type Candidate } from './merge-queue.js';
 import type { Vocab } from './vocab.js';
 
 const encoder = new TextEncoder();
@@ -49,25 +49,10 @@ export class SpmModel {
     const next = Int32Array.from({ length: n }, (_, i) => (i + 1 < n ? i + 1 : -1));
 
     const queue = new MergeQueue(higherScoreFirst);
-    const tryAdd = (left: number, right: number) => {
-      if (left < 0 || right < 0) return;
-      const size = len[left] + len[right];
-      const id = ids.get(text.slice(start[left], start[left] + size));
-      if (id !== undefined) queue.push({ left, right, size, key: scores[id] });
-    };
-    for (let i = 1; i < n; i++) tryAdd(i - 1, i);
-
-    for (let c = queue.pop(); c !== undefined; c = queue.pop()) {
-      const { left, right } = c;
-      // Stale: one side was merged into something else since this pair was queued.
-      if (len[left] === 0 || len[right] === 0 || len[left] + len[right] !== c.size) continue;
-      len[left] += len[right];
-      len[right] = 0;
-      next[left] = next[right];
-      if (next[right] >= 0) prev[next[right]] = left;
-      tryAdd(prev[left], left);
-      tryAdd(left, next[left]);
-    }
+    mergeAdjacent(queue, len, prev, next, (left, right) => {
+      const id = ids.get(text.slice(start[left], start[left] + len[left] + len[right]));
+      return id === undefined ? undefined : scores[id];
+    });
 
     for (let i = 0; i !== -1; i = next[i]) {
       const piece = text.slice(start[i], start[i] + len[i]);
