@@ -12,6 +12,8 @@
         "native/core/sampler.cc",
         "native/cpu/kernels.cc",
         "native/cpu/kernels-ref.cc",
+        "native/cpu/quants-legacy-ref.cc",
+        "native/cpu/quants-k-ref.cc",
         "native/cpu/thread-pool.cc",
         "native/addon/addon.cc",
         "native/addon/errors.cc",
@@ -33,7 +35,8 @@
       "target_name": "weft_avx2",
       "type": "static_library",
       "conditions": [["target_arch!='x64'", {"type": "none"}]],
-      "sources": ["native/cpu/kernels-avx2.cc"],
+      "sources": ["native/cpu/kernels-avx2.cc", "native/cpu/quants-legacy-avx2.cc",
+                  "native/cpu/quants-k-avx2.cc"],
       "include_dirs": ["native"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-O3", "-mavx2", "-mfma", "-mf16c", "-fPIC"]

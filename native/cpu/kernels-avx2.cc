@@ -446,6 +446,9 @@ void install_avx2(Backend& b) {
   q8.vec_dot = vec_dot_q8_0;
   q8.matmul = matmul<Q8_0Kernel, ActRepackedQ8_0, Q8_0Kernel, ActRepackedQ8_0>;
 
+  install_legacy_quants_avx2(b);
+  install_k_quants_avx2(b);
+
   b.dot_f32_f32 = dot_f32_f32;
   b.dot_f32_f16 = dot_f32_f16;
   b.axpy_f32 = axpy_f32;

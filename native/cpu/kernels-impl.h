@@ -60,6 +60,15 @@ const Backend& ref_backend();
 // kernels-avx2.cc (only where that TU was built): replaces entries of b, a copy of the reference.
 void install_avx2(Backend& b);
 
+// The quantized families live in their own files so each stays readable; make_ref() and
+// install_avx2() call these.
+// quants-legacy-ref.cc / quants-legacy-avx2.cc: Q4_0, Q4_1, Q5_0, Q5_1 (and Q8_1 activations).
+void add_legacy_quants_ref(Backend& b);
+void install_legacy_quants_avx2(Backend& b);
+// quants-k-ref.cc / quants-k-avx2.cc: Q4_K, Q5_K, Q6_K (and Q8_K activations).
+void add_k_quants_ref(Backend& b);
+void install_k_quants_avx2(Backend& b);
+
 // kernels.cc: a per-thread float buffer of at least n elements, valid until the calling thread
 // asks again. Lets the AVX2 matmul convert activation tiles without allocating per call.
 float* scratch_floats(size_t n);

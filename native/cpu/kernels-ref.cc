@@ -231,6 +231,8 @@ Backend make_ref() {
                           matmul_rows<vec_dot_bf16>});
   set(b, GgmlType::Q8_0, {GgmlType::Q8_0, dequantize_q8_0, quantize_q8_0, vec_dot_q8_0,
                           matmul_rows<vec_dot_q8_0>});
+  add_legacy_quants_ref(b);
+  add_k_quants_ref(b);
   b.dot_f32_f32 = dot_f32_f32;
   b.dot_f32_f16 = dot_f32_f16;
   b.axpy_f32 = axpy_f32;
