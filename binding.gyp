@@ -18,7 +18,8 @@
         "native/addon/addon.cc",
         "native/addon/errors.cc",
         "native/addon/model-wrap.cc",
-        "native/addon/metadata.cc"
+        "native/addon/metadata.cc",
+        "native/addon/quantize.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

@@ -20,7 +20,7 @@ import { LlamaCppRunner, llamaCppVersion } from './llama-cpp-runner.js';
 import { decodeRate, median, randomIds, type Runner } from './measure.js';
 import { measureMembw } from './membw.js';
 import { otherLoad, waitIdle } from './cpu-load.js';
-import { smollm2Model } from './smollm2-shape.js';
+import { SHAPES, shapeModel, type FileType } from './model-shapes.js';
 import { fmt, formatTable, ratio } from './table.js';
 import { WeftRunner } from './weft-runner.js';
 
@@ -40,7 +40,7 @@ const quick = args.quick ?? false;
 // Repetitions per test (the table shows medians). One B=16 run is 2048 tokens, long enough to
 // average over and, at node-llama-cpp's speed, too long to repeat within the time budget.
 const reps = (batch = 0) => (quick || batch === 16 ? 1 : 3);
-const QUICK_MODELS = ['smollm2-135m-shape-Q8_0', 'stories260Ktok512-f16', 'llama-gqa-k-q4_0'];
+const QUICK_MODELS = ['smollm2-135m-shape-Q8_0', 'smollm2-135m-shape-Q4_K_M', 'stories260Ktok512-f16', 'llama-gqa-k-q4_0'];
 
 interface Sample { weft: number[]; llamaCpp: number[]; weftTokens: number[] }
 interface ModelResult {
@@ -118,11 +118,17 @@ async function main(): Promise<void> {
 }
 
 async function modelList(): Promise<{ name: string; file: string }[]> {
-  const vocab = path.join(REFDATA, 'tokenizer', 'llama.cpp-vocab', 'ggml-vocab-llama-spm.gguf');
+  const vocabDir = path.join(REFDATA, 'tokenizer', 'llama.cpp-vocab');
   const list: { name: string; file: string }[] = [];
-  for (const type of ['F32', 'F16', 'Q8_0'] as const) {
-    const name = `smollm2-135m-shape-${type}`;
-    if (want(name)) list.push({ name, file: await smollm2Model(path.join(OUT, 'models'), type, vocab) });
+  const generated: [string, FileType[]][] = [
+    ['smollm2-135m-shape', ['F32', 'F16', 'Q8_0', 'Q4_K_M']],
+    ['qwen25-05b-shape', ['Q8_0', 'Q4_K_M']],
+  ];
+  for (const [shape, types] of generated) {
+    for (const type of types) {
+      const name = `${shape}-${type}`;
+      if (want(name)) list.push({ name, file: await shapeModel(path.join(OUT, 'models'), SHAPES[shape], type, vocabDir) });
+    }
   }
   const shared = path.join(REFDATA, 'models');
   if (existsSync(shared)) {

@@ -83,6 +83,7 @@ export interface GgufFileInfo {
 interface Addon {
   loadModel(path: string, options: NativeLoadOptions): Promise<NativeModel>;
   readGguf(path: string): Promise<GgufFileInfo>;
+  quantize(typeId: number, values: Float32Array, rowLength: number): Promise<Uint8Array>;
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -109,4 +110,13 @@ export async function readGguf(file: string): Promise<GgufFileInfo> {
 /** Just the metadata of a GGUF file, e.g. a vocab-only file for the tokenizer. */
 export async function readGgufMetadata(file: string): Promise<GgufMetadata> {
   return (await readGguf(file)).metadata;
+}
+
+/** Rows of f32 values encoded as ggml type `typeId` by the core's reference quantizer. */
+export async function quantize(typeId: number, values: Float32Array, rowLength: number): Promise<Uint8Array> {
+  try {
+    return await addon.quantize(typeId, values, rowLength);
+  } catch (e) {
+    throw toWeftError(e);
+  }
 }

@@ -17,31 +17,32 @@ let dir = '';
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'weft-writer-')); });
 afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
-const u16s = (type: TensorType, xs: number[]) => Array.from(new Uint16Array(encode(type, Float32Array.from(xs)).slice().buffer));
+const u16s = async (type: TensorType, xs: number[]) =>
+  Array.from(new Uint16Array((await encode(type, Float32Array.from(xs), xs.length)).slice().buffer));
 
 describe('value conversions', () => {
-  it('F16 rounds to nearest even, keeps subnormals, overflows to inf', () => {
+  it('F16 rounds to nearest even, keeps subnormals, overflows to inf', async () => {
     const ulp = 2 ** -10;  // spacing of halves in [1, 2)
-    expect(u16s('F16', [1, 1 + ulp / 2, 1 + 1.5 * ulp, 1 + ulp / 2 + 2 ** -20, -2])).toEqual([0x3c00, 0x3c00, 0x3c02, 0x3c01, 0xc000]);
-    expect(u16s('F16', [2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 2 ** -14 - 2 ** -24])).toEqual([0x0001, 0x0000, 0x0001, 0x03ff]);
-    expect(u16s('F16', [65504, 65519, 65520, -Infinity])).toEqual([0x7bff, 0x7bff, 0x7c00, 0xfc00]);
-    const [nan] = u16s('F16', [NaN]);
+    expect(await u16s('F16', [1, 1 + ulp / 2, 1 + 1.5 * ulp, 1 + ulp / 2 + 2 ** -20, -2])).toEqual([0x3c00, 0x3c00, 0x3c02, 0x3c01, 0xc000]);
+    expect(await u16s('F16', [2 ** -24, 2 ** -25, 1.5 * 2 ** -25, 2 ** -14 - 2 ** -24])).toEqual([0x0001, 0x0000, 0x0001, 0x03ff]);
+    expect(await u16s('F16', [65504, 65519, 65520, -Infinity])).toEqual([0x7bff, 0x7bff, 0x7c00, 0xfc00]);
+    const [nan] = await u16s('F16', [NaN]);
     expect(nan & 0x7c00).toBe(0x7c00);
     expect(nan & 0x3ff).not.toBe(0);
   });
 
-  it('BF16 rounds to nearest even and keeps NaN a NaN', () => {
+  it('BF16 rounds to nearest even and keeps NaN a NaN', async () => {
     const ulp = 2 ** -7;
-    expect(u16s('BF16', [1, 1 + ulp / 2, 1 + 1.5 * ulp, -3.140625])).toEqual([0x3f80, 0x3f80, 0x3f82, 0xc049]);
-    const [nan] = u16s('BF16', [NaN]);
+    expect(await u16s('BF16', [1, 1 + ulp / 2, 1 + 1.5 * ulp, -3.140625])).toEqual([0x3f80, 0x3f80, 0x3f82, 0xc049]);
+    const [nan] = await u16s('BF16', [NaN]);
     expect(nan & 0x7f80).toBe(0x7f80);
     expect(nan & 0x7f).not.toBe(0);
   });
 
-  it('Q8_0 stores d = amax/127 as f16 and round(x/d) with halves away from zero', () => {
+  it('Q8_0 stores d = amax/127 as f16 and round(x/d) with halves away from zero', async () => {
     // x_j = (j - 16) / 2: amax 8, d = 8/127 = 0.0629921 = 0x2C08 in f16, q_j = round((j - 16) * 15.875).
     const x = Float32Array.from({ length: 32 }, (_, j) => (j - 16) / 2);
-    const b = encode('Q8_0', x);
+    const b = await encode('Q8_0', x, 32);
     expect(b.length).toBe(34);
     expect(b[0] | (b[1] << 8)).toBe(0x2c08);
     const q = Array.from(new Int8Array(b.buffer, b.byteOffset + 2, 32));
@@ -51,9 +52,9 @@ describe('value conversions', () => {
     // (x/d) = +-0.5 exactly: d = 127/127 = 1 and x = 0.5 round away from zero.
     const half = new Float32Array(32);
     half[0] = 127; half[1] = 0.5; half[2] = -0.5; half[3] = 1.5;
-    expect(Array.from(new Int8Array(encode('Q8_0', half).buffer, 2, 4))).toEqual([127, 1, -1, 2]);
+    expect(Array.from(new Int8Array((await encode('Q8_0', half, 32)).buffer, 2, 4))).toEqual([127, 1, -1, 2]);
     // An all-zero block has d = 0 and q = 0, not NaN.
-    expect(Array.from(encode('Q8_0', new Float32Array(32)))).toEqual(new Array(34).fill(0));
+    expect(Array.from(await encode('Q8_0', new Float32Array(32), 32))).toEqual(new Array(34).fill(0));
   });
 });
 
@@ -124,7 +125,7 @@ describe('metadata and tensor table round-trip through the native reader', () =>
       for (const [i, t] of tensors.entries()) {
         const at = layout.dataOffset + g.tensors[i].offset;
         const full = typeof t.data === 'function' ? x(384, 3) : t.data;
-        expect(bytes.subarray(at, at + g.tensors[i].bytes)).toEqual(Buffer.from(encode(t.type, full)));
+        expect(bytes.subarray(at, at + g.tensors[i].bytes)).toEqual(Buffer.from(await encode(t.type, full, t.shape[0])));
       }
     }
   });

@@ -47,8 +47,18 @@ export interface TensorSpec {
   data: Float32Array | RowSource;
 }
 
-export type TensorType = 'F32' | 'F16' | 'BF16' | 'Q8_0';
-const GGML_TYPE_ID: Record<TensorType, number> = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 };
+/** Types encoded natively, by the core's reference quantizers: [ggml id, values per block, bytes per block]. */
+const NATIVE_TYPES = {
+  Q4_0: [2, 32, 18], Q4_1: [3, 32, 20], Q5_0: [6, 32, 22], Q5_1: [7, 32, 24],
+  Q4_K: [12, 256, 144], Q5_K: [13, 256, 176], Q6_K: [14, 256, 210],
+} as const;
+type NativeType = keyof typeof NATIVE_TYPES;
+
+export type TensorType = 'F32' | 'F16' | 'BF16' | 'Q8_0' | NativeType;
+const GGML_TYPE_ID: Record<TensorType, number> = {
+  F32: 0, F16: 1, Q8_0: 8, BF16: 30,
+  ...(Object.fromEntries(Object.entries(NATIVE_TYPES).map(([k, v]) => [k, v[0]])) as Record<NativeType, number>),
+};
 const QK8_0 = 32;           // values per Q8_0 block
 const Q8_0_BLOCK_BYTES = 34; // f16 scale + 32 int8
 
@@ -142,6 +152,11 @@ function tensorBytes(t: TensorSpec): number {
     case 'Q8_0':
       if (t.shape[0] % QK8_0 !== 0) throw new Error(`tensor ${t.name}: Q8_0 rows must be a multiple of 32 long, got ${t.shape[0]}`);
       return (n / QK8_0) * Q8_0_BLOCK_BYTES;
+    default: {
+      const [, block, bytes] = NATIVE_TYPES[t.type];
+      if (t.shape[0] % block !== 0) throw new Error(`tensor ${t.name}: ${t.type} rows must be a multiple of ${block} long, got ${t.shape[0]}`);
+      return (n / block) * bytes;
+    }
   }
 }
 
@@ -165,17 +180,22 @@ async function writeTensorData(fh: FileHandle, t: TensorSpec): Promise<void> {
     } else {
       x = t.data.subarray(r * rowLen, (r + rows) * rowLen);
     }
-    await writeAll(fh, encode(t.type, x));
+    await writeAll(fh, await encode(t.type, x, rowLen));
   }
 }
 
-/** The bytes of `x` stored as `type` (x.length a multiple of 32 for Q8_0). */
-export function encode(type: TensorType, x: Float32Array): Uint8Array {
+/** The bytes of `x` (whole rows of `rowLen` values) stored as `type`. */
+export async function encode(type: TensorType, x: Float32Array, rowLen: number): Promise<Uint8Array> {
   switch (type) {
     case 'F32': return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
     case 'F16': return new Uint8Array(convert16(x, f32BitsToF16).buffer);
     case 'BF16': return new Uint8Array(convert16(x, f32BitsToBf16).buffer);
     case 'Q8_0': return quantizeQ8_0(x);
+    default: {
+      // Loaded on first use so that writing float files needs no compiled addon.
+      const { quantize } = await import('../native.js');
+      return quantize(GGML_TYPE_ID[type], x, rowLen);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "metadata.h"
 #include "model-wrap.h"
+#include "quantize.h"
 
 namespace weft::addon {
 namespace {
@@ -51,6 +52,7 @@ static Napi::Object InitWeft(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeModel", ctor);
   exports.Set("loadModel", Napi::Function::New(env, NativeModel::Load));
   exports.Set("readGguf", Napi::Function::New(env, weft::addon::ReadGguf));
+  exports.Set("quantize", Napi::Function::New(env, weft::addon::Quantize));
   return exports;
 }
 
