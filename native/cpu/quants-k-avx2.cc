@@ -1,13 +1,444 @@
-// AVX2 kernels for Q4_K, Q5_K, Q6_K. (Being written.)
+// AVX2 kernels for the K-quants Q4_K, Q5_K, Q6_K against Q8_K activations, and the Q8_K
+// activation quantizer. Compiled with -mavx2 -mfma -mf16c like kernels-avx2.cc, under the same
+// rules: internal linkage, no standard-library templates.
+//
+// Each dot reproduces the arithmetic of ggml's x86 (AVX2) kernel for its type, lane for lane:
+// the same exact int32 lane sums per super-block, scaled and accumulated by the same float
+// operations in the same order. The next layer's Q8_K rounding of an activation can hinge on the
+// last bit of a matmul output, and one flipped rounding moves a random model's logits by tenths;
+// with these sums llama-gqa-k-q6_k stays within 1e-5 of llama.cpp's logits (see
+// test/reference-logits.test.ts, which also says where Q4_K_M files differ and why).
+//   every type: acc = fma(d_a * d_w, float(sum lanes), acc) per super-block, hsum(acc) at the end;
+//   Q4_K:       plus a 4-lane fma accumulator of the min term, added after the hsum;
+//   Q5_K:       plus a scalar accumulator of the min term, added after the hsum (ggml's C
+//               `summs += dmin * sum`, which its -march=native build fuses into an fma; no
+//               reference file holds Q5_K, so this one is not checked against llama.cpp).
+//
+// Batch invariance: one tile kernel per type computes NW weight rows x NA activation rows with
+// its own accumulators per output, and vec_dot is that kernel with NW = NA = 1, so every output
+// sees the same operations whatever tile, batch or thread split it was computed in.
+//
+// The integer products use maddubs (unsigned weight codes x signed activations), then madd with
+// the sub-block scale, which both widens to int32 and applies the scale. Codes <= 63 and |q_a|
+// <= 128 keep every int16 pair sum within +-2^14 (+-24320 after Q6_K's offset); int32 lanes stay
+// below 2^26.
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels-impl.h"
+#include "quants-k.h"
 
 namespace weft::cpu::detail {
+namespace {
 
-void install_k_quants_avx2(Backend& b) { (void)b; }
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+__m256i load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+float fp16(uint16_t h) { return _cvtsh_ss(h); }
+
+// pshufb patterns (they index within each 128-bit half; -1 writes a zero byte).
+// kByteToI16[j]: every int16 lane = byte j of the half, zero-extended.
+alignas(32) const int8_t kByteToI16[8][32] = {
+#define WEFT_BYTE_TO_I16(j) \
+  {j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1}
+    WEFT_BYTE_TO_I16(0), WEFT_BYTE_TO_I16(1), WEFT_BYTE_TO_I16(2), WEFT_BYTE_TO_I16(3),
+    WEFT_BYTE_TO_I16(4), WEFT_BYTE_TO_I16(5), WEFT_BYTE_TO_I16(6), WEFT_BYTE_TO_I16(7),
+#undef WEFT_BYTE_TO_I16
+};
+
+// Q6_K: from 8 int16 scales s0..s7 in each half, lanes = s_2k x8 | s_2k+1 x8.
+alignas(32) const int8_t kI16Pair[4][32] = {
+#define WEFT_I16_PAIR(k)                                                                         \
+  {4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1,     \
+   4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k, 4 * k + 1, 4 * k + 2, 4 * k + 3, 4 * k + 2,         \
+   4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2,       \
+   4 * k + 3, 4 * k + 2, 4 * k + 3, 4 * k + 2, 4 * k + 3}
+    WEFT_I16_PAIR(0), WEFT_I16_PAIR(1), WEFT_I16_PAIR(2), WEFT_I16_PAIR(3),
+#undef WEFT_I16_PAIR
+};
+
+// Integer sums are exact, so the compiler may reassociate them; with several activation rows it
+// then keeps every product of a super-block live until the end and spills most of them (measured:
+// 14% slower prefill). An empty asm that claims to change the running sum pins the order.
+void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
+
+__m256i pattern(const int8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+
+// ---- Q4_K / Q5_K -----------------------------------------------------------------------------
+// The 12 packed scale bytes (layout in quants-k.h) as 16 bytes sc0..sc7 m0..m7, in both halves.
+// Lanes of 4 bytes: u = bytes 0-3, 4-7, 8-11 (the load also takes the next 4 bytes, the block's
+// first codes, unused):
+//   sc0-3 = u0 & 63, m0-3 = u1 & 63,
+//   sc4-7 = (u2 & 15) | (u0 >> 6 & 3) << 4,  m4-7 = (u2 >> 4 & 15) | (u1 >> 6 & 3) << 4.
+__m256i unpack_scales(const uint8_t* q) {
+  const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i a = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0));  // u0 u2 u1 u2
+  const __m128i b = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0));  // u0 u0 u1 u1
+  const __m128i low6 = _mm_and_si128(a, _mm_set1_epi8(63));
+  const __m128i nib = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15));
+  const __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(b, 6), _mm_set1_epi8(3)), 4);
+  const __m128i hi = _mm_or_si128(nib, top);
+  return _mm256_broadcastsi128_si256(_mm_blend_epi32(low6, hi, 0b1010));
+}
+
+// The min term of one super-block as ggml forms it: 4 int32 lanes, lane k = m_2k * P_2k +
+// m_2k+1 * P_2k+1, with P_j the activation sum over sub-block j (bsum_2j + bsum_2j+1).
+__m128i min_lanes(__m256i scm, const BlockQ8_K& y) {
+  const __m128i mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(_mm256_castsi256_si128(scm),
+                                                            _mm256_castsi256_si128(scm)));
+  const __m128i p = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
+                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
+  return _mm_madd_epi16(mins, p);
+}
+
+// sum over the super-block of sc_j * q_w * q_a: 8 int32 lanes, lane L of each 32-weight
+// sub-block holding its weights 4L..4L+3. kFifthBit: Q5_K.
+template <class Block, bool kFifthBit, int NA>
+inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, int64_t b,
+                        __m256i* sumi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i bit4 = _mm256_set1_epi8(0x10);
+  for (int j = 0; j < NA; ++j) sumi[j] = _mm256_setzero_si256();
+  __m256i hb = _mm256_setzero_si256();
+  if constexpr (kFifthBit) hb = load(x.qh);
+  for (int i = 0; i < 4; ++i) {  // sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles)
+    const __m256i q = load(x.qs + 32 * i);
+    __m256i lo = _mm256_and_si256(q, m4);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+    if constexpr (kFifthBit) {
+      // hb holds qh >> 2i; its bits 0 and 1 (of every byte) are the fifth bits; move them to 4.
+      lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4), bit4));
+      hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hb, 3), bit4));
+      hb = _mm256_srli_epi16(hb, 2);
+    }
+    const __m256i sc_lo = _mm256_shuffle_epi8(scm, pattern(kByteToI16[2 * i]));
+    const __m256i sc_hi = _mm256_shuffle_epi8(scm, pattern(kByteToI16[2 * i + 1]));
+    for (int j = 0; j < NA; ++j) {
+      const int8_t* qa = a[j][b].qs + 64 * i;
+      const __m256i p_lo = _mm256_madd_epi16(sc_lo, _mm256_maddubs_epi16(lo, load(qa)));
+      const __m256i p_hi = _mm256_madd_epi16(sc_hi, _mm256_maddubs_epi16(hi, load(qa + 32)));
+      sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p_lo, p_hi));
+      keep_in_register(sumi[j]);
+    }
+  }
+}
+
+// ggml's x86 Q4_K dot keeps the min term in its own 4-lane accumulator, added at the very end.
+struct Q4K {
+  using Block = BlockQ4_K;
+  using Act = BlockQ8_K;
+  struct Acc {
+    __m256 sum;
+    __m128 mins;
+  };
+  static Acc zero() { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
+  template <int NA>
+  static void superblock(const Block& x, const Act* const* a, int64_t b, Acc* acc) {
+    const __m256i scm = unpack_scales(x.scales);
+    __m256i sumi[NA];
+    qk_min_sums<Block, false, NA>(x, scm, a, b, sumi);
+    const float dw = fp16(x.d), dminw = fp16(x.dmin);
+    for (int j = 0; j < NA; ++j) {
+      const Act& y = a[j][b];
+      acc[j].sum = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dw), _mm256_cvtepi32_ps(sumi[j]), acc[j].sum);
+      acc[j].mins = _mm_fmadd_ps(_mm_set1_ps(-y.d * dminw), _mm_cvtepi32_ps(min_lanes(scm, y)), acc[j].mins);
+    }
+  }
+  static float finish(const Acc& acc) {
+    __m128 m = _mm_add_ps(acc.mins, _mm_movehl_ps(acc.mins, acc.mins));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum(acc.sum) + _mm_cvtss_f32(m);
+  }
+};
+
+// ggml's x86 Q5_K dot sums the min term to one integer per super-block and accumulates it in a
+// scalar (see the top of the file for the fma).
+struct Q5K {
+  using Block = BlockQ5_K;
+  using Act = BlockQ8_K;
+  struct Acc {
+    __m256 sum;
+    float mins;
+  };
+  static Acc zero() { return {_mm256_setzero_ps(), 0.0f}; }
+  template <int NA>
+  static void superblock(const Block& x, const Act* const* a, int64_t b, Acc* acc) {
+    const __m256i scm = unpack_scales(x.scales);
+    __m256i sumi[NA];
+    qk_min_sums<Block, true, NA>(x, scm, a, b, sumi);
+    const float dw = fp16(x.d), dminw = fp16(x.dmin);
+    for (int j = 0; j < NA; ++j) {
+      const Act& y = a[j][b];
+      acc[j].sum = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dw), _mm256_cvtepi32_ps(sumi[j]), acc[j].sum);
+      __m128i m = min_lanes(scm, y);
+      m = _mm_add_epi32(m, _mm_unpackhi_epi64(m, m));
+      m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 1));
+      acc[j].mins = __builtin_fmaf(-y.d * dminw, static_cast<float>(_mm_cvtsi128_si32(m)), acc[j].mins);
+    }
+  }
+  static float finish(const Acc& acc) { return hsum(acc.sum) + acc.mins; }
+};
+
+// ---- Q6_K ----------------------------------------------------------------------------------
+// Weights are used as stored, q in [0, 63], and the -32 offset is taken off each int16 pair sum,
+// as ggml does: (q - 32) . a = q . a - 32 a. The 32 a pair sums depend on the activations alone,
+// so activation rows are repacked once per call with them alongside.
+struct Q8KForQ6 {
+  int8_t qs[kQK];
+  int16_t qs32[kQK / 2];  // 32 * (qs[2k] + qs[2k + 1])
+  float d;
+};
+static_assert(sizeof(Q8KForQ6) % 4 == 0, "repacked blocks must keep d aligned");
+
+void repack_for_q6(const void* src, int64_t n, Q8KForQ6* dst) {
+  const BlockQ8_K* x = static_cast<const BlockQ8_K*>(src);
+  const __m256i m32 = _mm256_set1_epi8(32);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int v = 0; v < kQK / 32; ++v) {
+      const __m256i q = load(x[b].qs + 32 * v);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs + 32 * v), q);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs32 + 16 * v), _mm256_maddubs_epi16(m32, q));
+    }
+    dst[b].d = x[b].d;
+  }
+}
+
+struct Q6K {
+  using Block = BlockQ6_K;
+  using Act = Q8KForQ6;
+  struct Acc {
+    __m256 sum;
+  };
+  static Acc zero() { return {_mm256_setzero_ps()}; }
+  template <int NA>
+  static void superblock(const Block& x, const Act* const* a, int64_t b, Acc* acc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x.scales)));
+    const __m256i sc_halves[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
+                                  _mm256_permute2x128_si256(sc16, sc16, 0x11)};
+    __m256i sumi[NA];
+    for (int j = 0; j < NA; ++j) sumi[j] = _mm256_setzero_si256();
+    for (int h = 0; h < 2; ++h) {  // 128 weights each
+      const __m256i ql0 = load(x.ql + 64 * h);
+      const __m256i ql1 = load(x.ql + 64 * h + 32);
+      const __m256i qh = load(x.qh + 32 * h);
+      // Weights 32c..32c+32 of the half: nibble from ql0/ql1, bits 2c..2c+1 of qh moved to 4..5.
+      const __m256i q[4] = {
+          _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+          _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                          _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+      };
+      for (int c = 0; c < 4; ++c) {
+        const int v = 4 * h + c;  // 32-weight vector of the super-block
+        const __m256i sc = _mm256_shuffle_epi8(sc_halves[h], pattern(kI16Pair[c]));
+        for (int j = 0; j < NA; ++j) {
+          const Act& y = a[j][b];
+          const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[c], load(y.qs + 32 * v)),
+                                             load(y.qs32 + 16 * v));
+          sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(sc, p));
+          keep_in_register(sumi[j]);
+        }
+      }
+    }
+    const float dw = fp16(x.d);
+    for (int j = 0; j < NA; ++j) {
+      acc[j].sum = _mm256_fmadd_ps(_mm256_set1_ps(a[j][b].d * dw), _mm256_cvtepi32_ps(sumi[j]), acc[j].sum);
+    }
+  }
+  static float finish(const Acc& acc) { return hsum(acc.sum); }
+};
+
+// out[i * NA + j] = dot(w[i], a[j]) over n / 256 super-blocks.
+template <class K, int NW, int NA>
+inline void dot_tile(int64_t n, const typename K::Block* const* w, const typename K::Act* const* a,
+                     float* out) {
+  typename K::Acc acc[NW][NA];
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) acc[i][j] = K::zero();
+  }
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    for (int i = 0; i < NW; ++i) K::template superblock<NA>(w[i][b], a, b, acc[i]);
+  }
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) out[i * NA + j] = K::finish(acc[i][j]);
+  }
+}
+
+// How a Q8_K activation row reaches kernel K: as it is, or repacked into scratch.
+struct ActAsIs {
+  static constexpr size_t kScratchFloats = 0;  // per 256 elements
+  static const void* row(const char* act_row, int64_t, float*) { return act_row; }
+};
+
+struct ActForQ6 {
+  static constexpr size_t kScratchFloats = sizeof(Q8KForQ6) / 4;
+  static const void* row(const char* act_row, int64_t n, float* buf) {
+    repack_for_q6(act_row, n, reinterpret_cast<Q8KForQ6*>(buf));
+    return buf;
+  }
+};
+
+template <class K, class A>
+float vec_dot(int64_t n, const void* w, const void* a) {
+  float* buf = A::kScratchFloats ? scratch_floats(static_cast<size_t>(n / kQK) * A::kScratchFloats) : nullptr;
+  const typename K::Block* wp = static_cast<const typename K::Block*>(w);
+  const typename K::Act* ap = static_cast<const typename K::Act*>(A::row(static_cast<const char*>(a), n, buf));
+  float out;
+  dot_tile<K, 1, 1>(n, &wp, &ap, &out);
+  return out;
+}
+
+// ---- matmul ----------------------------------------------------------------------------------
+// Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
+// first activation row's outputs.
+template <class K, int NW, int NA>
+void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::Act* const* a,
+               float* y, int64_t y_stride, int64_t c0, int64_t c1) {
+  using Block = typename K::Block;
+  int64_t r = c0;
+  for (; r + NW <= c1; r += NW) {
+    const Block* wr[NW];
+    for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const Block*>(w + (r + i) * w_row_bytes);
+    float out[NW * NA];
+    dot_tile<K, NW, NA>(n, wr, a, out);
+    for (int i = 0; i < NW; ++i) {
+      for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
+    }
+  }
+  for (; r < c1; ++r) {
+    const Block* wr = reinterpret_cast<const Block*>(w + r * w_row_bytes);
+    float out[NA];
+    dot_tile<K, 1, NA>(n, &wr, a, out);
+    for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
+  }
+}
+
+// Decode (n_tok = 1) takes the weight rows one at a time, one sequential stream for the
+// prefetchers. Several activation rows: weight rows in chunks of about kChunkBytes, and inside a
+// chunk every tile of up to kTile activation rows, so the chunk stays in L2 while all tiles pass
+// over it and each weight super-block unpacked feeds kTile activation rows.
+constexpr int kTile = 4;
+constexpr int64_t kChunkBytes = 256 * 1024;
+
+template <class K, class A>
+void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
+            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
+  using Act = typename K::Act;
+  const char* wb = static_cast<const char*>(w);
+  const char* ab = static_cast<const char*>(act);
+  const int64_t row_bytes = static_cast<int64_t>(w_row_bytes);
+  const int64_t chunk_rows =
+      n_tok <= kTile || row_bytes == 0 ? r_end - r_begin : 1 + (kChunkBytes - 1) / row_bytes;
+  const size_t scratch_row = static_cast<size_t>(n / kQK) * A::kScratchFloats;
+  float* buf = A::kScratchFloats ? scratch_floats(kTile * scratch_row) : nullptr;
+  for (int64_t c0 = r_begin; c0 < r_end; c0 += chunk_rows) {
+    const int64_t c1 = c0 + chunk_rows < r_end ? c0 + chunk_rows : r_end;
+    for (int i0 = 0; i0 < n_tok; i0 += kTile) {
+      const int nt = n_tok - i0 < kTile ? n_tok - i0 : kTile;
+      const Act* a[kTile];
+      for (int j = 0; j < nt; ++j) {
+        float* dst = A::kScratchFloats ? buf + j * scratch_row : nullptr;
+        a[j] = static_cast<const Act*>(A::row(ab + (i0 + j) * act_row_bytes, n, dst));
+      }
+      float* yt = y + i0 * y_stride;
+      switch (nt) {
+        case 1: tile_rows<K, 1, 1>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 2: tile_rows<K, 1, 2>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 3: tile_rows<K, 1, 3>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        default: tile_rows<K, 1, kTile>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
+      }
+    }
+  }
+}
+
+// ---- Q8_K activation quantizer ----------------------------------------------------------------
+// Bit for bit the reference (ggml's quantize_row_q8_K_ref): the first element of largest
+// magnitude sets iscale = -127 / x, q = round-half-even(clamp(x * iscale, -127, 127)),
+// d = 1 / iscale, plus the 16 group sums.
+void quantize_q8_k(const float* src, void* dst, int64_t n) {
+  BlockQ8_K* y = static_cast<BlockQ8_K*>(dst);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 hi = _mm256_set1_ps(127.0f);
+  const __m256 lo = _mm256_set1_ps(-127.0f);
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const float* x = src + b * kQK;
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < kQK; k += 8) {
+      m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + k)), m);  // NaN: keeps m
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    if (amax == 0.0f) {
+      std::memset(&y[b], 0, sizeof y[b]);
+      continue;
+    }
+    // The first element whose magnitude is amax (one exists: amax is one of the |x|).
+    int first = 0;
+    for (int k = 0; k < kQK; k += 8) {
+      const __m256 eq = _mm256_cmp_ps(_mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + k)),
+                                      _mm256_set1_ps(amax), _CMP_EQ_OQ);
+      const int mask = _mm256_movemask_ps(eq);
+      if (mask != 0) {
+        first = k + __builtin_ctz(static_cast<unsigned>(mask));
+        break;
+      }
+    }
+    const float iscale = -127.0f / x[first];
+    const __m256 vs = _mm256_set1_ps(iscale);
+    for (int k = 0; k < kQK; k += 32) {
+      __m256i q[4];
+      for (int t = 0; t < 4; ++t) {
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(x + k + 8 * t), vs);
+        s = _mm256_max_ps(_mm256_min_ps(s, hi), lo);  // min(NaN, 127) = 127, as std::fmin
+        q[t] = _mm256_cvtps_epi32(_mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      }
+      // Group sums of 16: lanes of q[0] + q[1] and of q[2] + q[3], summed horizontally.
+      for (int g = 0; g < 2; ++g) {
+        const __m256i s8 = _mm256_add_epi32(q[2 * g], q[2 * g + 1]);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        s4 = _mm_hadd_epi32(s4, s4);
+        s4 = _mm_hadd_epi32(s4, s4);
+        y[b].bsums[k / 16 + g] = static_cast<int16_t>(_mm_cvtsi128_si32(s4));
+      }
+      // Narrow 4 x 8 int32 to 32 int8: the packs interleave 128-bit lanes, the permute undoes it.
+      const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
+      const __m256i q16b = _mm256_packs_epi32(q[2], q[3]);
+      const __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b),
+                                                     _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs + k), q8);
+    }
+    y[b].d = 1.0f / iscale;
+  }
+}
+
+}  // namespace
+
+void install_k_quants_avx2(Backend& b) {
+  TypeKernels& q4 = b.types[static_cast<uint32_t>(GgmlType::Q4_K)];
+  q4.vec_dot = vec_dot<Q4K, ActAsIs>;
+  q4.matmul = matmul<Q4K, ActAsIs>;
+  TypeKernels& q5 = b.types[static_cast<uint32_t>(GgmlType::Q5_K)];
+  q5.vec_dot = vec_dot<Q5K, ActAsIs>;
+  q5.matmul = matmul<Q5K, ActAsIs>;
+  TypeKernels& q6 = b.types[static_cast<uint32_t>(GgmlType::Q6_K)];
+  q6.vec_dot = vec_dot<Q6K, ActForQ6>;
+  q6.matmul = matmul<Q6K, ActForQ6>;
+  b.types[static_cast<uint32_t>(GgmlType::Q8_K)].quantize = quantize_q8_k;
+}
 
 }  // namespace weft::cpu::detail
 

@@ -1,13 +1,681 @@
-// AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1. (Being written.)
+// AVX2 kernels for Q4_0, Q4_1, Q5_0, Q5_1 (block layouts in quants-legacy.h) and the Q8_1
+// activation quantizer. Compiled with -mavx2 -mfma -mf16c alone; the rules of kernels-avx2.cc
+// apply (internal linkage, no standard-library templates).
+//
+// Each type computes an output (one weight row against one activation row) with the arithmetic
+// llama.cpp's x86 CPU backend uses for it, so that on the same activations the results are the
+// same bits (measured: weft's logits on llama-gqa-k-q4_0 equal llama.cpp's at every position;
+// another order differed by one int8 activation rounding, which moved logits by 0.4):
+//   Q4_0 (llama.cpp repacks it into 8-row groups and runs ggml_gemm/gemv_q4_0_8x8_q8_0):
+//     acc = fma(float(sumi_b), d_w * d_a, acc) block by block from 0, sumi_b the block's exact
+//     integer sum; out = acc.
+//   Q5_0, Q4_1, Q5_1 (ggml_vec_dot_*; tinyBLAS does the same for Q5_0):
+//     p = 8 int32 lanes, lane k the exact integer sum over weights 4k..4k+3 of the block of
+//     (q_w - 16) * q_a (Q5_0) or q_w * q_a (_1 types); acc = fma(d_w * d_a, float(p), acc) block
+//     by block; the _1 types also sum m_w * s_a block by block; out = hsum(acc) (+ that sum).
+// Batch invariance: those sequences are fixed per output. How the integer sums are formed differs
+// between paths (decode streams the raw blocks, prefill decodes weights once per chunk and biases
+// the activations), but integer sums are exact, so every float operation after them is the same
+// whatever the path, the tile or the batch.
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels-impl.h"
+#include "quants-legacy.h"
 
 namespace weft::cpu::detail {
+namespace {
 
-void install_legacy_quants_avx2(Backend& b) { (void)b; }
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+uint32_t load32(const void* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+__m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// ---- weight codes ----------------------------------------------------------------------------
+// The 32 low nibbles of qs in weight order: byte j of the lower 128-bit lane is weight j (low
+// nibble of qs[j]), byte j of the upper lane weight j + 16 (its high nibble).
+__m256i nibbles(const uint8_t* qs) {
+  const __m256i x = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+  return _mm256_and_si256(_mm256_srlv_epi64(x, _mm256_setr_epi64x(0, 0, 4, 4)),
+                          _mm256_set1_epi8(0x0F));
+}
+
+// 0x10 in byte j where bit j of qh is set: each byte picks its qh byte, then tests its own bit.
+__m256i fifth_bits(const uint8_t* qh) {
+  const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                        2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ull));
+  const __m256i h = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(load32(qh))), pick);
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+// Unsigned codes (before Q5_0's offset) of one block.
+__m256i codes(const BlockQ4_1& b) { return nibbles(b.qs); }
+__m256i codes(const BlockQ5_0& b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
+__m256i codes(const BlockQ5_1& b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
+
+// Lane k = sum of the int8 bytes 4k..4k+3 of q, times 2^shift.
+__m256i quad_sums(__m256i q, int shift) {
+  const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q),
+                                      _mm256_set1_epi16(1));
+  return _mm256_sll_epi32(s, _mm_cvtsi32_si128(shift));
+}
+
+// Decoding the 5-bit types from memory, the prefetchers alone leave the loop waiting (measured
+// 1 thread: Q5_0 1.89 -> 1.64, Q5_1 2.1-2.5 -> 1.80 ns per block with this; cache-resident runs
+// unchanged), so their raw paths also ask for the block kPrefetch blocks ahead. The 4-bit types
+// ran 4% slower with it and go without.
+constexpr int64_t kPrefetch = 16;
+template <class B>
+constexpr bool kFiveBit = false;
+template <>
+constexpr bool kFiveBit<BlockQ5_1> = true;
+
+// ==== Q5_0, Q4_1, Q5_1: ggml's vec_dot order ===================================================
+
+// ---- activation rows, repacked once per matmul call -------------------------------------------
+// Each layout puts a row's quants first and widens the fp16 scales to f32 once per activation row
+// rather than once per weight row that meets them (exact, so the values are those of the blocks).
+// nb = n / 32.
+//   Corr (Q8_0 rows; Q5_0 decode path): [nb x 32 q][nb x 8 int32 c][nb x f32 d],
+//        c = 16 * quad_sums(q), so that madd(maddubs(code, q)) - c = (code - 16) * q per quad.
+//   Bias (Q8_0 rows; Q5_0 prefill path): [nb x 32 (q + 128) as uint8][nb x f32 d].
+//   Min  (Q8_1 rows; both paths of the _1 types): [nb x 32 q][nb x 2 f32 (d, s)].
+constexpr int64_t kCorrBytes = 68, kBiasBytes = 36, kMinBytes = 40;  // per block
+
+void pack_corr(const void* src, int64_t nb, uint8_t* dst) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  float* d = reinterpret_cast<float*>(dst + 64 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i q = load256(x[b].qs);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), quad_sums(q, 4));
+    d[b] = _cvtsh_ss(x[b].d);
+  }
+}
+
+void pack_bias(const void* src, int64_t nb, uint8_t* dst) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  float* d = reinterpret_cast<float*>(dst + 32 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i q = _mm256_xor_si256(load256(x[b].qs), _mm256_set1_epi8(static_cast<char>(0x80)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
+    d[b] = _cvtsh_ss(x[b].d);
+  }
+}
+
+void pack_min(const void* src, int64_t nb, uint8_t* dst) {
+  const BlockQ8_1* x = static_cast<const BlockQ8_1*>(src);
+  float* ds = reinterpret_cast<float*>(dst + 32 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), load256(x[b].qs));
+    ds[2 * b] = _cvtsh_ss(x[b].d);
+    ds[2 * b + 1] = _cvtsh_ss(x[b].s);
+  }
+}
+
+// Activation rows as a weight source reads them: quants, per-block extras, scales.
+struct ActRows {
+  const uint8_t* q[4];
+  const __m256i* extra[4];  // Corr layout: the c vectors; unused otherwise
+  const float* scale[4];    // d (Corr, Bias) or (d, s) pairs (Min)
+};
+
+// ---- weight sources -------------------------------------------------------------------------------
+// A source yields, for block b of its row against NA activation rows, the integer lanes p[j]
+// (lanes()), and the f32 scale products of 8 blocks b0.. at a time (scales8(): d_w * d_a, in
+// lane k for block b0 + k for Q5_0; (d_w * d_a, m_w * s_a) pairs, blocks 0-3 in v[j][0] and 4-7
+// in v[j][1], for the _1 types), or of one block (scale1(), at the end of a row). Forming them 8 at
+// a time costs one fp16 conversion and one multiply per 8 blocks; each is the same f32 multiply.
+constexpr int kGroup = 8;
+
+// Raw Q5_0 blocks against Corr rows (decode, and batches of up to four tokens).
+struct RawQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr bool kMin = false;
+  const BlockQ5_0* w;
+  template <int NA>
+  void lanes(int64_t b, const ActRows& a, __m256i* p) const {
+    _mm_prefetch(reinterpret_cast<const char*>(w + b + kPrefetch), _MM_HINT_T0);
+    const __m256i code = codes(w[b]);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int j = 0; j < NA; ++j) {
+      const __m256i prod = _mm256_madd_epi16(_mm256_maddubs_epi16(code, load256(a.q[j] + 32 * b)), ones);
+      p[j] = _mm256_sub_epi32(prod, _mm256_loadu_si256(a.extra[j] + b));
+    }
+  }
+  template <int NA>
+  void scales8(int64_t b0, const ActRows& a, __m256 (*v)[2]) const {
+    const BlockQ5_0* x = w + b0;
+    const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+        static_cast<short>(x[0].d), static_cast<short>(x[1].d), static_cast<short>(x[2].d),
+        static_cast<short>(x[3].d), static_cast<short>(x[4].d), static_cast<short>(x[5].d),
+        static_cast<short>(x[6].d), static_cast<short>(x[7].d)));
+    for (int j = 0; j < NA; ++j) v[j][0] = _mm256_mul_ps(dw, _mm256_loadu_ps(a.scale[j] + b0));
+  }
+  float scale1(int64_t b, const ActRows& a, int j, float* m) const {
+    *m = 0.0f;
+    return _cvtsh_ss(w[b].d) * a.scale[j][b];
+  }
+};
+
+// The _1 types' (d_w, m_w) pairs of 8 blocks (fp16 in dm16) times the activation's (d_a, s_a).
+template <int NA>
+void min_products(__m256i dm16, const ActRows& a, int64_t b0, __m256 (*v)[2]) {
+  const __m256 lo = _mm256_cvtph_ps(_mm256_castsi256_si128(dm16));       // blocks 0-3
+  const __m256 hi = _mm256_cvtph_ps(_mm256_extracti128_si256(dm16, 1));  // blocks 4-7
+  for (int j = 0; j < NA; ++j) {
+    v[j][0] = _mm256_mul_ps(lo, _mm256_loadu_ps(a.scale[j] + 2 * b0));
+    v[j][1] = _mm256_mul_ps(hi, _mm256_loadu_ps(a.scale[j] + 2 * b0 + 8));
+  }
+}
+
+// Raw _1 blocks against Min rows.
+template <class B>
+struct RawMin {
+  using Block = B;
+  static constexpr bool kMin = true;
+  const B* w;
+  template <int NA>
+  void lanes(int64_t b, const ActRows& a, __m256i* p) const {
+    if constexpr (kFiveBit<B>) _mm_prefetch(reinterpret_cast<const char*>(w + b + kPrefetch), _MM_HINT_T0);
+    const __m256i code = codes(w[b]);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int j = 0; j < NA; ++j) {
+      p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(code, load256(a.q[j] + 32 * b)), ones);
+    }
+  }
+  template <int NA>
+  void scales8(int64_t b0, const ActRows& a, __m256 (*v)[2]) const {
+    const B* x = w + b0;
+    const __m256i dm16 = _mm256_setr_epi32(  // (d, m) fp16 pairs
+        static_cast<int>(load32(&x[0].d)), static_cast<int>(load32(&x[1].d)),
+        static_cast<int>(load32(&x[2].d)), static_cast<int>(load32(&x[3].d)),
+        static_cast<int>(load32(&x[4].d)), static_cast<int>(load32(&x[5].d)),
+        static_cast<int>(load32(&x[6].d)), static_cast<int>(load32(&x[7].d)));
+    min_products<NA>(dm16, a, b0, v);
+  }
+  float scale1(int64_t b, const ActRows& a, int j, float* m) const {
+    *m = _cvtsh_ss(w[b].m) * a.scale[j][2 * b + 1];
+    return _cvtsh_ss(w[b].d) * a.scale[j][2 * b];
+  }
+};
+
+// Decoded rows (prefill). Q5_0: [nb x 32 int8 (q - 16)][nb x 8 int32 c][nb x f32 d] with
+// c = 128 * quad_sums(q - 16), against Bias rows: the activation is the unsigned operand of
+// maddubs, and madd(maddubs(q_a + 128, q_w - 16)) - c = (q_w - 16) * q_a per quad, exactly
+// (|pair sum| <= 2 * 255 * 16, no saturation).
+constexpr int64_t kDecQ5_0Bytes = 68, kDecMinBytes = 40;  // per block
+
+struct DecQ5_0 {
+  static constexpr bool kMin = false;
+  const uint8_t* row;
+  int64_t nb;
+  template <int NA>
+  void lanes(int64_t b, const ActRows& a, __m256i* p) const {
+    const __m256i code = load256(row + 32 * b);
+    const __m256i c = load256(row + 32 * nb + 32 * b);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int j = 0; j < NA; ++j) {
+      const __m256i prod = _mm256_madd_epi16(_mm256_maddubs_epi16(load256(a.q[j] + 32 * b), code), ones);
+      p[j] = _mm256_sub_epi32(prod, c);
+    }
+  }
+  template <int NA>
+  void scales8(int64_t b0, const ActRows& a, __m256 (*v)[2]) const {
+    const __m256 dw = _mm256_loadu_ps(reinterpret_cast<const float*>(row + 64 * nb) + b0);
+    for (int j = 0; j < NA; ++j) v[j][0] = _mm256_mul_ps(dw, _mm256_loadu_ps(a.scale[j] + b0));
+  }
+  float scale1(int64_t b, const ActRows& a, int j, float* m) const {
+    *m = 0.0f;
+    return reinterpret_cast<const float*>(row + 64 * nb)[b] * a.scale[j][b];
+  }
+};
+
+// _1 types: [nb x 32 q][nb x 2 f32 (d, m)] against Min rows.
+struct DecMin {
+  static constexpr bool kMin = true;
+  const uint8_t* row;
+  int64_t nb;
+  template <int NA>
+  void lanes(int64_t b, const ActRows& a, __m256i* p) const {
+    const __m256i code = load256(row + 32 * b);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int j = 0; j < NA; ++j) {
+      p[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(code, load256(a.q[j] + 32 * b)), ones);
+    }
+  }
+  template <int NA>
+  void scales8(int64_t b0, const ActRows& a, __m256 (*v)[2]) const {
+    const float* dm = reinterpret_cast<const float*>(row + 32 * nb) + 2 * b0;
+    for (int j = 0; j < NA; ++j) {
+      v[j][0] = _mm256_mul_ps(_mm256_loadu_ps(dm), _mm256_loadu_ps(a.scale[j] + 2 * b0));
+      v[j][1] = _mm256_mul_ps(_mm256_loadu_ps(dm + 8), _mm256_loadu_ps(a.scale[j] + 2 * b0 + 8));
+    }
+  }
+  float scale1(int64_t b, const ActRows& a, int j, float* m) const {
+    const float* dm = reinterpret_cast<const float*>(row + 32 * nb);
+    *m = dm[2 * b + 1] * a.scale[j][2 * b + 1];
+    return dm[2 * b] * a.scale[j][2 * b];
+  }
+};
+
+void decode_q5_0(const BlockQ5_0* w, int64_t nb, uint8_t* dst) {
+  float* d = reinterpret_cast<float*>(dst + 64 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i q = _mm256_sub_epi8(codes(w[b]), _mm256_set1_epi8(16));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), quad_sums(q, 7));
+    d[b] = _cvtsh_ss(w[b].d);
+  }
+}
+
+template <class B>
+void decode_min(const B* w, int64_t nb, uint8_t* dst) {
+  float* dm = reinterpret_cast<float*>(dst + 32 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), codes(w[b]));
+    dm[2 * b] = _cvtsh_ss(w[b].d);
+    dm[2 * b + 1] = _cvtsh_ss(w[b].m);
+  }
+}
+
+// ---- one weight row against NA activation rows ---------------------------------------------------
+// out[j] = row . activation j: per output one 8-lane chain acc = fma(d_w d_a, float(p), acc) in
+// block order (and for the _1 types a scalar chain summing m_w s_a, in lane 0 of summ), then
+// hsum(acc) (+ that sum).
+template <class Src, int NA>
+inline void block_step(const Src& w, int64_t b, const ActRows& a, const __m256* s, const __m128* m,
+                       __m256* acc, __m128* summ) {
+  __m256i p[NA];
+  w.template lanes<NA>(b, a, p);
+  for (int j = 0; j < NA; ++j) {
+    acc[j] = _mm256_fmadd_ps(s[j], _mm256_cvtepi32_ps(p[j]), acc[j]);
+    if constexpr (Src::kMin) summ[j] = _mm_add_ss(summ[j], m[j]);
+  }
+}
+
+template <class Src, int NA>
+inline void dot_row(const Src& w, int64_t nb, const ActRows& a, float* out) {
+  __m256 acc[NA];
+  __m128 summ[NA];
+  for (int j = 0; j < NA; ++j) {
+    acc[j] = _mm256_setzero_ps();
+    summ[j] = _mm_setzero_ps();
+  }
+  int64_t b0 = 0;
+  for (; b0 + kGroup <= nb; b0 += kGroup) {
+    __m256 v[NA][2];
+    w.template scales8<NA>(b0, a, v);
+#pragma GCC unroll 8
+    for (int k = 0; k < kGroup; ++k) {
+      // Block k's products, broadcast from their lanes (vpermps with constant indices).
+      const int lane = Src::kMin ? 2 * (k % 4) : k;
+      const __m256i at = _mm256_set1_epi32(lane), at_m = _mm256_set1_epi32(lane + 1);
+      __m256 s[NA];
+      __m128 m[NA];
+      for (int j = 0; j < NA; ++j) {
+        const __m256 src = v[j][Src::kMin ? k / 4 : 0];
+        s[j] = _mm256_permutevar8x32_ps(src, at);
+        if constexpr (Src::kMin) m[j] = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(src, at_m));
+      }
+      block_step<Src, NA>(w, b0 + k, a, s, m, acc, summ);
+    }
+  }
+  for (int64_t b = b0; b < nb; ++b) {
+    __m256 s[NA];
+    __m128 m[NA];
+    for (int j = 0; j < NA; ++j) {
+      float mj;
+      s[j] = _mm256_set1_ps(w.scale1(b, a, j, &mj));
+      m[j] = _mm_set_ss(mj);
+    }
+    block_step<Src, NA>(w, b, a, s, m, acc, summ);
+  }
+  for (int j = 0; j < NA; ++j) out[j] = Src::kMin ? hsum(acc[j]) + _mm_cvtss_f32(summ[j]) : hsum(acc[j]);
+}
+
+// ---- per-type policies ---------------------------------------------------------------------------
+// pack: the decode path's layout of an activation row (kPackBytes per block; its scales start at
+// kScaleAt * nb). pack_tile / decode: the prefill path's activation rows (scales at 32 * nb) and
+// decoded weight rows.
+struct Q5_0 {
+  using Raw = RawQ5_0;
+  using Dec = DecQ5_0;
+  static constexpr int64_t kPackBytes = kCorrBytes, kScaleAt = 64;
+  static constexpr int64_t kTilePackBytes = kBiasBytes, kDecBytes = kDecQ5_0Bytes;
+  static constexpr int kPrefillTile = 4;
+  static void pack(const void* src, int64_t nb, uint8_t* dst) { pack_corr(src, nb, dst); }
+  static void pack_tile(const void* src, int64_t nb, uint8_t* dst) { pack_bias(src, nb, dst); }
+  static void decode(const void* w, int64_t nb, uint8_t* dst) {
+    decode_q5_0(static_cast<const BlockQ5_0*>(w), nb, dst);
+  }
+};
+
+template <class B>
+struct MinType {
+  using Raw = RawMin<B>;
+  using Dec = DecMin;
+  static constexpr int64_t kPackBytes = kMinBytes, kScaleAt = 32;
+  static constexpr int64_t kTilePackBytes = kMinBytes, kDecBytes = kDecMinBytes;
+  static constexpr int kPrefillTile = 2;  // 4 would need more than 16 ymm registers
+  static void pack(const void* src, int64_t nb, uint8_t* dst) { pack_min(src, nb, dst); }
+  static void pack_tile(const void* src, int64_t nb, uint8_t* dst) { pack_min(src, nb, dst); }
+  static void decode(const void* w, int64_t nb, uint8_t* dst) {
+    decode_min<B>(static_cast<const B*>(w), nb, dst);
+  }
+};
+
+using Q4_1 = MinType<BlockQ4_1>;
+using Q5_1 = MinType<BlockQ5_1>;
+
+// Row j of a for an activation row packed by T::pack at p.
+template <class T>
+void point(const uint8_t* p, int64_t nb, ActRows& a, int j) {
+  a.q[j] = p;
+  a.extra[j] = reinterpret_cast<const __m256i*>(p + 32 * nb);  // read only by RawQ5_0
+  a.scale[j] = reinterpret_cast<const float*>(p + T::kScaleAt * nb);
+}
+
+// Rows [r0, r1) of raw weights against NA packed rows; y points at the first activation row's
+// outputs.
+template <class T, int NA>
+void raw_rows(int64_t nb, const char* w, size_t w_row_bytes, const ActRows& a, float* y,
+              int64_t y_stride, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const typename T::Raw src{reinterpret_cast<const typename T::Raw::Block*>(w + r * w_row_bytes)};
+    float out[NA];
+    dot_row<typename T::Raw, NA>(src, nb, a, out);
+    for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
+  }
+}
+
+template <class T>
+float vec_dot_lanes(int64_t n, const void* w, const void* a) {
+  const int64_t nb = n / kQL;
+  uint8_t* buf = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(nb * T::kPackBytes / 4 + 1)));
+  T::pack(a, nb, buf);
+  ActRows rows{};
+  point<T>(buf, nb, rows, 0);
+  const typename T::Raw src{static_cast<const typename T::Raw::Block*>(w)};
+  float out;
+  dot_row<typename T::Raw, 1>(src, nb, rows, &out);
+  return out;
+}
+
+// Decode (n_tok = 1) streams the raw weights once, one row after another against one packed
+// activation row: a single sequential stream for the prefetchers (two rows in lockstep ran 1.8x
+// slower from memory on 576 x 1536). Batches of up to kTile tokens do the same with each weight
+// block decoded once, in registers, for all of them.
+//
+// Larger batches are compute-bound: weight rows are decoded once per chunk of about kChunkBytes
+// (kept in L2) into int8 codes and f32 scales, then every tile of T::kPrefillTile activation rows
+// passes over the chunk, so the unpacking is paid once per chunk instead of once per tile.
+constexpr int kTile = 4;
+constexpr int64_t kChunkBytes = 128 * 1024;
+
+// n = 0: every output is an empty sum, as vec_dot returns it.
+void zero_outputs(int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
+  for (int i = 0; i < n_tok; ++i) {
+    for (int64_t r = r_begin; r < r_end; ++r) y[i * y_stride + r] = 0.0f;
+  }
+}
+
+// Decoded rows [c0, c1) (the chunk at dec) against nt <= NA packed rows.
+template <class T, int NA>
+void decoded_rows(int nt, int64_t nb, const uint8_t* dec, int64_t dec_row, const ActRows& a,
+                  float* y, int64_t y_stride, int64_t c0, int64_t c1) {
+  if constexpr (NA > 1) {
+    if (nt < NA) return decoded_rows<T, NA - 1>(nt, nb, dec, dec_row, a, y, y_stride, c0, c1);
+  }
+  for (int64_t r = c0; r < c1; ++r) {
+    const typename T::Dec src{dec + (r - c0) * dec_row, nb};
+    float out[NA];
+    dot_row<typename T::Dec, NA>(src, nb, a, out);
+    for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
+  }
+}
+
+template <class T>
+void matmul_lanes(int64_t n, const void* w, size_t w_row_bytes, const void* act,
+                  size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+                  int64_t r_end) {
+  const int64_t nb = n / kQL;
+  const char* wb = static_cast<const char*>(w);
+  const char* ab = static_cast<const char*>(act);
+  if (nb == 0) return zero_outputs(n_tok, y, y_stride, r_begin, r_end);
+  if (n_tok <= kTile) {
+    uint8_t* buf = reinterpret_cast<uint8_t*>(
+        scratch_floats(static_cast<size_t>(kTile * nb * T::kPackBytes / 4 + 1)));
+    ActRows a{};
+    for (int j = 0; j < n_tok; ++j) {
+      uint8_t* p = buf + j * nb * T::kPackBytes;
+      T::pack(ab + j * act_row_bytes, nb, p);
+      point<T>(p, nb, a, j);
+    }
+    switch (n_tok) {
+      case 1: raw_rows<T, 1>(nb, wb, w_row_bytes, a, y, y_stride, r_begin, r_end); break;
+      case 2: raw_rows<T, 2>(nb, wb, w_row_bytes, a, y, y_stride, r_begin, r_end); break;
+      case 3: raw_rows<T, 3>(nb, wb, w_row_bytes, a, y, y_stride, r_begin, r_end); break;
+      case 4: raw_rows<T, 4>(nb, wb, w_row_bytes, a, y, y_stride, r_begin, r_end); break;
+      default: break;  // n_tok = 0
+    }
+    return;
+  }
+
+  // Every activation row packed once, then the decoded chunk after them.
+  const int64_t pack_row = nb * T::kTilePackBytes, dec_row = nb * T::kDecBytes;
+  const int64_t chunk_rows = 1 + (kChunkBytes - 1) / dec_row;
+  const int64_t bytes = n_tok * pack_row + min_i64(chunk_rows, r_end - r_begin) * dec_row;
+  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(bytes / 4 + 1)));
+  uint8_t* dec = packed + n_tok * pack_row;
+  for (int i = 0; i < n_tok; ++i) T::pack_tile(ab + i * act_row_bytes, nb, packed + i * pack_row);
+
+  for (int64_t c0 = r_begin; c0 < r_end; c0 += chunk_rows) {
+    const int64_t c1 = min_i64(r_end, c0 + chunk_rows);
+    for (int64_t r = c0; r < c1; ++r) T::decode(wb + r * w_row_bytes, nb, dec + (r - c0) * dec_row);
+    for (int i0 = 0; i0 < n_tok; i0 += T::kPrefillTile) {
+      const int nt = n_tok - i0 < T::kPrefillTile ? n_tok - i0 : T::kPrefillTile;
+      ActRows a{};
+      for (int j = 0; j < nt; ++j) {
+        const uint8_t* p = packed + (i0 + j) * pack_row;
+        a.q[j] = p;
+        a.scale[j] = reinterpret_cast<const float*>(p + 32 * nb);
+      }
+      decoded_rows<T, T::kPrefillTile>(nt, nb, dec, dec_row, a, y + i0 * y_stride, y_stride, c0, c1);
+    }
+  }
+}
+
+// ==== Q4_0: llama.cpp's repacked order ========================================================
+// Eight weight rows share a vector, lane r running row r's chain, so each block's integer sums
+// come out as one vector of eight (a transposing reduction) and one fma advances all eight
+// chains. Batches: each group of eight rows meets the activation rows kTile at a time while its
+// weights stay in L1. Decode reads the eight rows in lockstep, eight streams, which the
+// prefetchers follow less well than one (measured 1 thread: 10-18 GB/s from memory, 19-20 from
+// cache); parking lane sums to read the rows one by one cost more than it saved.
+//
+// Activation rows: [nb x 32 q][nb x int32 8 * sum(q)][nb x f32 d]; with unsigned codes c,
+// sum(c * q) - 8 * sum(q) = sum((c - 8) * q) exactly, whatever the int8 values.
+constexpr int64_t kQ4_0ActBytes = 40;  // per block
+
+void pack_q4_0(const void* src, int64_t nb, uint8_t* dst) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  int32_t* c = reinterpret_cast<int32_t*>(dst + 32 * nb);
+  float* d = reinterpret_cast<float*>(dst + 36 * nb);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i q = load256(x[b].qs);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
+    const __m256i s = quad_sums(q, 3);
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    c[b] = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1)));
+    d[b] = _cvtsh_ss(x[b].d);
+  }
+}
+
+// Lane r = the sum of the eight int32 lanes of v[r].
+__m256i transpose_sum8(const __m256i* v) {
+  const __m256i t01 = _mm256_hadd_epi32(v[0], v[1]), t23 = _mm256_hadd_epi32(v[2], v[3]);
+  const __m256i t45 = _mm256_hadd_epi32(v[4], v[5]), t67 = _mm256_hadd_epi32(v[6], v[7]);
+  // Per 128-bit half: rows 0-3 (u0) and 4-7 (u1), each lane one row's sum over that half.
+  const __m256i u0 = _mm256_hadd_epi32(t01, t23), u1 = _mm256_hadd_epi32(t45, t67);
+  return _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                          _mm256_permute2x128_si256(u0, u1, 0x31));
+}
+
+// out[j * 8 + r] = row r . activation row j for the eight rows at w[0..8) (repeat a row to fill
+// the group; its lanes compute the same thing again).
+template <int NA>
+void q4_0_group(const BlockQ4_0* const* w, int64_t nb, const uint8_t* const* a, float* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[NA];
+  for (int j = 0; j < NA; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i code[8];
+    for (int r = 0; r < 8; ++r) code[r] = nibbles(w[r][b].qs);
+    const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+        static_cast<short>(w[0][b].d), static_cast<short>(w[1][b].d), static_cast<short>(w[2][b].d),
+        static_cast<short>(w[3][b].d), static_cast<short>(w[4][b].d), static_cast<short>(w[5][b].d),
+        static_cast<short>(w[6][b].d), static_cast<short>(w[7][b].d)));
+    for (int j = 0; j < NA; ++j) {
+      const __m256i qa = load256(a[j] + 32 * b);
+      __m256i v[8];
+      for (int r = 0; r < 8; ++r) v[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(code[r], qa), ones);
+      const int32_t corr = reinterpret_cast<const int32_t*>(a[j] + 32 * nb)[b];
+      const __m256i sumi = _mm256_sub_epi32(transpose_sum8(v), _mm256_set1_epi32(corr));
+      const __m256 s = _mm256_mul_ps(dw, _mm256_broadcast_ss(reinterpret_cast<const float*>(a[j] + 36 * nb) + b));
+      acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), s, acc[j]);
+    }
+  }
+  for (int j = 0; j < NA; ++j) _mm256_storeu_ps(out + 8 * j, acc[j]);
+}
+
+float vec_dot_q4_0(int64_t n, const void* w, const void* a) {
+  const int64_t nb = n / kQL;
+  uint8_t* buf = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(nb * kQ4_0ActBytes / 4 + 1)));
+  pack_q4_0(a, nb, buf);
+  const BlockQ4_0* rows[8];
+  for (const BlockQ4_0*& r : rows) r = static_cast<const BlockQ4_0*>(w);
+  const uint8_t* ap = buf;
+  float out[8];
+  q4_0_group<1>(rows, nb, &ap, out);
+  return out[0];
+}
+
+void matmul_q4_0(int64_t n, const void* w, size_t w_row_bytes, const void* act,
+                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+                 int64_t r_end) {
+  const int64_t nb = n / kQL;
+  if (nb == 0) return zero_outputs(n_tok, y, y_stride, r_begin, r_end);
+  const int64_t pack_row = nb * kQ4_0ActBytes;
+  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n_tok * pack_row / 4 + 1)));
+  const char* ab = static_cast<const char*>(act);
+  for (int i = 0; i < n_tok; ++i) pack_q4_0(ab + i * act_row_bytes, nb, packed + i * pack_row);
+
+  const char* wb = static_cast<const char*>(w);
+  for (int64_t g = r_begin; g < r_end; g += 8) {
+    const int nr = r_end - g < 8 ? static_cast<int>(r_end - g) : 8;
+    const BlockQ4_0* rows[8];
+    for (int r = 0; r < 8; ++r) {
+      rows[r] = reinterpret_cast<const BlockQ4_0*>(wb + (g + (r < nr ? r : nr - 1)) * w_row_bytes);
+    }
+    for (int i0 = 0; i0 < n_tok; i0 += kTile) {
+      const int nt = n_tok - i0 < kTile ? n_tok - i0 : kTile;
+      const uint8_t* a[kTile];
+      for (int j = 0; j < nt; ++j) a[j] = packed + (i0 + j) * pack_row;
+      float out[8 * kTile];
+      switch (nt) {
+        case 1: q4_0_group<1>(rows, nb, a, out); break;
+        case 2: q4_0_group<2>(rows, nb, a, out); break;
+        case 3: q4_0_group<3>(rows, nb, a, out); break;
+        default: q4_0_group<kTile>(rows, nb, a, out); break;
+      }
+      for (int j = 0; j < nt; ++j) {
+        for (int r = 0; r < nr; ++r) y[(i0 + j) * y_stride + g + r] = out[8 * j + r];
+      }
+    }
+  }
+}
+
+// ---- Q8_1 activations --------------------------------------------------------------------------
+// The arithmetic of quantize_q8_1 in quants-legacy-ref.cc (ggml's x86 quantizer), bit for bit:
+// amax ignoring NaN, d = amax / 127, id = 127 / amax, q = round-half-even(clamp(x * id, +-127)),
+// s = fp16(d * sum(q)).
+void quantize_q8_1(const float* src, void* dst, int64_t n) {
+  BlockQ8_1* y = static_cast<BlockQ8_1*>(dst);
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  const __m256 hi = _mm256_set1_ps(127.0f);
+  const __m256 lo = _mm256_set1_ps(-127.0f);
+  for (int64_t b = 0; b < n / kQL; ++b) {
+    const float* x = src + b * kQL;
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(x + 8 * k);
+      m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[k]), m);  // NaN lane: keeps m
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) {
+      __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
+      s = _mm256_max_ps(_mm256_min_ps(s, hi), lo);  // min(NaN, 127) = 127, as std::fmin
+      q[k] = _mm256_cvttps_epi32(_mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    const __m256i sum8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum8), _mm256_extracti128_si256(sum8, 1));
+    s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
+    const int sum = _mm_cvtsi128_si32(s4);
+    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    y[b].s = _cvtss_sh(d * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT);
+    // 4 x 8 int32 -> 32 int8: the packs interleave 128-bit lanes, the permute undoes it.
+    const __m256i q8 = _mm256_permutevar8x32_epi32(
+        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q8);
+  }
+}
+
+template <class T>
+void install_lanes(Backend& b, GgmlType t) {
+  TypeKernels& k = b.types[static_cast<uint32_t>(t)];
+  k.vec_dot = vec_dot_lanes<T>;
+  k.matmul = matmul_lanes<T>;
+}
+
+}  // namespace
+
+void install_legacy_quants_avx2(Backend& b) {
+  TypeKernels& q4_0 = b.types[static_cast<uint32_t>(GgmlType::Q4_0)];
+  q4_0.vec_dot = vec_dot_q4_0;
+  q4_0.matmul = matmul_q4_0;
+  install_lanes<Q5_0>(b, GgmlType::Q5_0);
+  install_lanes<Q4_1>(b, GgmlType::Q4_1);
+  install_lanes<Q5_1>(b, GgmlType::Q5_1);
+  b.types[static_cast<uint32_t>(GgmlType::Q8_1)].quantize = quantize_q8_1;
+}
 
 }  // namespace weft::cpu::detail
 

@@ -1,8 +1,230 @@
-// Scalar reference kernels for Q4_0, Q4_1, Q5_0, Q5_1. (Being written.)
+// Scalar reference kernels for Q4_0, Q4_1, Q5_0, Q5_1 (block layouts in quants-legacy.h), with
+// Q8_0 / Q8_1 activations, and a reference quantizer for each.
+//
+// The quantizers are ggml's quantize_row_q{4,5}_{0,1}_ref (round to nearest per block, no
+// search), which llama-quantize uses when it has no importance matrix, so a GGUF written with
+// them holds the bytes llama.cpp would write. Dots follow ggml's generic code: an exact integer
+// sum per block, scaled by d_w * d_a in f32 (plus m_w * s_a for the _1 types), accumulated in f32.
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
 #include "kernels-impl.h"
+#include "kernels.h"
+#include "quants-legacy.h"
 
 namespace weft::cpu::detail {
+namespace {
 
-void add_legacy_quants_ref(Backend& b) { (void)b; }
+// ---- codes -----------------------------------------------------------------------------------
+template <class B>
+struct Legacy;
+template <>
+struct Legacy<BlockQ4_0> {
+  static constexpr int kBits = 4;
+  static constexpr bool kMin = false;
+};
+template <>
+struct Legacy<BlockQ4_1> {
+  static constexpr int kBits = 4;
+  static constexpr bool kMin = true;
+};
+template <>
+struct Legacy<BlockQ5_0> {
+  static constexpr int kBits = 5;
+  static constexpr bool kMin = false;
+};
+template <>
+struct Legacy<BlockQ5_1> {
+  static constexpr int kBits = 5;
+  static constexpr bool kMin = true;
+};
+
+// The 32 unsigned codes of a block (before the -8 / -16 offset of the _0 types).
+template <class B>
+void codes(const B& b, int* q) {
+  for (int j = 0; j < kQL / 2; ++j) {
+    q[j] = b.qs[j] & 15;
+    q[j + kQL / 2] = b.qs[j] >> 4;
+  }
+  if constexpr (Legacy<B>::kBits == 5) {
+    uint32_t qh;
+    std::memcpy(&qh, b.qh, sizeof qh);
+    for (int j = 0; j < kQL; ++j) q[j] |= static_cast<int>((qh >> j) & 1u) << 4;
+  }
+}
+
+template <class B>
+void store_codes(const int* q, B& b) {
+  for (int j = 0; j < kQL / 2; ++j) {
+    b.qs[j] = static_cast<uint8_t>((q[j] & 15) | ((q[j + kQL / 2] & 15) << 4));
+  }
+  if constexpr (Legacy<B>::kBits == 5) {
+    uint32_t qh = 0;
+    for (int j = 0; j < kQL; ++j) qh |= static_cast<uint32_t>((q[j] >> 4) & 1) << j;
+    std::memcpy(b.qh, &qh, sizeof qh);
+  }
+}
+
+// ggml's (int8_t)(v) followed by MIN(hi, .): truncation toward zero, capped at hi. For finite
+// input v is never below 0 here, so the floor at 0 only gives NaN a defined code.
+int trunc_code(float v, int hi) {
+  if (!(v > 0.0f)) return 0;
+  if (v >= static_cast<float>(hi)) return hi;
+  return static_cast<int>(v);
+}
+
+// ---- dequantize / quantize ---------------------------------------------------------------------
+template <class B>
+void dequantize_legacy(const void* src, float* dst, int64_t n) {
+  const B* x = static_cast<const B*>(src);
+  for (int64_t b = 0; b < n / kQL; ++b) {
+    int q[kQL];
+    codes(x[b], q);
+    const float d = fp16_to_f32(x[b].d);
+    float* y = dst + b * kQL;
+    if constexpr (Legacy<B>::kMin) {
+      const float m = fp16_to_f32(x[b].m);
+      for (int j = 0; j < kQL; ++j) y[j] = static_cast<float>(q[j]) * d + m;
+    } else {
+      const int off = 1 << (Legacy<B>::kBits - 1);
+      for (int j = 0; j < kQL; ++j) y[j] = static_cast<float>(q[j] - off) * d;
+    }
+  }
+}
+
+// _0 types: the element of largest magnitude (the first, on ties) gets code 0, so
+// d = max / -off; q = min(2 off - 1, trunc(x / d + off + 0.5)).
+// _1 types: d = (max - min) / (2^bits - 1), m = min; q = min(2^bits - 1, trunc((x - min) / d + 0.5)).
+// In both, x / d is x * (1 / d) with the f32 d, as in ggml (d is rounded to fp16 only when stored).
+template <class B>
+void quantize_legacy(const float* src, void* dst, int64_t n) {
+  B* y = static_cast<B*>(dst);
+  constexpr int hi = (1 << Legacy<B>::kBits) - 1;
+  for (int64_t b = 0; b < n / kQL; ++b) {
+    const float* x = src + b * kQL;
+    int q[kQL];
+    if constexpr (Legacy<B>::kMin) {
+      float min = FLT_MAX, max = -FLT_MAX;
+      for (int j = 0; j < kQL; ++j) {
+        if (x[j] < min) min = x[j];
+        if (x[j] > max) max = x[j];
+      }
+      const float d = (max - min) / static_cast<float>(hi);
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      y[b].d = f32_to_fp16(d);
+      y[b].m = f32_to_fp16(min);
+      for (int j = 0; j < kQL; ++j) q[j] = trunc_code((x[j] - min) * id + 0.5f, hi);
+    } else {
+      constexpr int off = 1 << (Legacy<B>::kBits - 1);
+      float amax = 0.0f, max = 0.0f;
+      for (int j = 0; j < kQL; ++j) {
+        if (amax < std::fabs(x[j])) {  // NaN compares false and is skipped
+          amax = std::fabs(x[j]);
+          max = x[j];
+        }
+      }
+      const float d = max / static_cast<float>(-off);
+      const float id = d != 0.0f ? 1.0f / d : 0.0f;
+      y[b].d = f32_to_fp16(d);
+      for (int j = 0; j < kQL; ++j) q[j] = trunc_code(x[j] * id + (off + 0.5f), hi);
+    }
+    store_codes(q, y[b]);
+  }
+}
+
+// ---- Q8_1 (activations of Q4_1 / Q5_1) -------------------------------------------------------
+void dequantize_q8_1(const void* src, float* dst, int64_t n) {
+  const BlockQ8_1* x = static_cast<const BlockQ8_1*>(src);
+  for (int64_t b = 0; b < n / kQL; ++b) {
+    const float d = fp16_to_f32(x[b].d);
+    for (int j = 0; j < kQL; ++j) dst[b * kQL + j] = x[b].qs[j] * d;
+  }
+}
+
+// As ggml's x86 quantize_row_q8_1 does at run time (the reasons are those of quantize_q8_0 in
+// kernels-ref.cc): d = amax / 127, q = round-half-even(x * (127 / amax)), and s = d * sum(q) with
+// the f32 d, rounded once to fp16. The clamp only gives NaN/inf a defined result.
+void quantize_q8_1(const float* src, void* dst, int64_t n) {
+  BlockQ8_1* y = static_cast<BlockQ8_1*>(dst);
+  for (int64_t b = 0; b < n / kQL; ++b) {
+    const float* x = src + b * kQL;
+    float amax = 0.0f;
+    for (int j = 0; j < kQL; ++j) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) amax = ax;
+    }
+    const float d = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < kQL; ++j) {
+      const float v = std::fmax(std::fmin(x[j] * id, 127.0f), -127.0f);
+      y[b].qs[j] = static_cast<int8_t>(std::nearbyint(v));
+      sum += y[b].qs[j];
+    }
+    y[b].d = f32_to_fp16(d);
+    y[b].s = f32_to_fp16(d * static_cast<float>(sum));
+  }
+}
+
+// ---- dots ------------------------------------------------------------------------------------
+// _0 types (Q8_0 activations): sum += sumi * (d_w * d_a), sumi = sum of (q - off) * a.
+// _1 types (Q8_1 activations): sum += (d_w * d_a) * sumi + m_w * s_a, sumi = sum of q * a.
+template <class B>
+float vec_dot_legacy(int64_t n, const void* w, const void* a) {
+  const B* x = static_cast<const B*>(w);
+  float sum = 0.0f;
+  for (int64_t b = 0; b < n / kQL; ++b) {
+    int q[kQL];
+    codes(x[b], q);
+    const float dw = fp16_to_f32(x[b].d);
+    if constexpr (Legacy<B>::kMin) {
+      const BlockQ8_1& y = static_cast<const BlockQ8_1*>(a)[b];
+      int32_t sumi = 0;
+      for (int j = 0; j < kQL; ++j) sumi += q[j] * y.qs[j];
+      sum += (dw * fp16_to_f32(y.d)) * static_cast<float>(sumi) + fp16_to_f32(x[b].m) * fp16_to_f32(y.s);
+    } else {
+      const BlockQ8_0& y = static_cast<const BlockQ8_0*>(a)[b];
+      const int off = 1 << (Legacy<B>::kBits - 1);
+      int32_t sumi = 0;
+      for (int j = 0; j < kQL; ++j) sumi += (q[j] - off) * y.qs[j];
+      sum += static_cast<float>(sumi) * (dw * fp16_to_f32(y.d));
+    }
+  }
+  return sum;
+}
+
+// One vec_dot per output element, as kernels-ref.cc's matmul_rows.
+template <VecDotFn dot>
+void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
+                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+                 int64_t r_end) {
+  const char* wb = static_cast<const char*>(w);
+  const char* ab = static_cast<const char*>(act);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    for (int i = 0; i < n_tok; ++i) {
+      y[i * y_stride + r] = dot(n_in, wb + r * w_row_bytes, ab + i * act_row_bytes);
+    }
+  }
+}
+
+template <class B>
+TypeKernels legacy_kernels(GgmlType act) {
+  return {act, dequantize_legacy<B>, quantize_legacy<B>, vec_dot_legacy<B>,
+          matmul_rows<vec_dot_legacy<B>>};
+}
+
+}  // namespace
+
+void add_legacy_quants_ref(Backend& b) {
+  b.types[static_cast<uint32_t>(GgmlType::Q4_0)] = legacy_kernels<BlockQ4_0>(GgmlType::Q8_0);
+  b.types[static_cast<uint32_t>(GgmlType::Q4_1)] = legacy_kernels<BlockQ4_1>(GgmlType::Q8_1);
+  b.types[static_cast<uint32_t>(GgmlType::Q5_0)] = legacy_kernels<BlockQ5_0>(GgmlType::Q8_0);
+  b.types[static_cast<uint32_t>(GgmlType::Q5_1)] = legacy_kernels<BlockQ5_1>(GgmlType::Q8_1);
+  // Q8_1 is an activation type only: no vec_dot, so type_supported() stays false for it.
+  TypeKernels& q8_1 = b.types[static_cast<uint32_t>(GgmlType::Q8_1)];
+  q8_1.dequantize = dequantize_q8_1;
+  q8_1.quantize = quantize_q8_1;
+}
 
 }  // namespace weft::cpu::detail

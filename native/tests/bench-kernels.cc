@@ -56,7 +56,9 @@ int main(int argc, char** argv) {
   std::printf("%-5s %-28s %7s %14s %16s\n", "type", "shape [rows x n_in]", "threads",
               "n_tok=1 GB/s", "n_tok=64 GFLOP/s");
 
-  const GgmlType types[] = {GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q8_0};
+  const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
+                            GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1,
+                            GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
   const Shape shapes[] = {{1536, 576, "smollm2 ffn_up"}, {576, 1536, "smollm2 ffn_down"},
                           {4864, 896, "qwen2.5 ffn_up"}, {896, 4864, "qwen2.5 ffn_down"}};
   std::mt19937 rng(1);
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
     if (only != nullptr && std::strcmp(only, weft::ggml_type_name(t)) != 0) continue;
     const GgmlType at = cpu::vec_dot_type(t);
     for (const Shape& s : shapes) {
+      if (s.n_in % weft::ggml_type_traits(t).block != 0) continue;  // K-quants: rows of 256s only
       const size_t w_row = weft::ggml_row_bytes(t, s.n_in), a_row = weft::ggml_row_bytes(at, s.n_in);
       const size_t w_bytes = w_row * static_cast<size_t>(s.rows);
       const size_t copies = (size_t{256} << 20) / w_bytes + 1;
