@@ -27,18 +27,6 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
 }
 
-void softmax_inplace(float* x, int64_t n) {
-  float mx = -INFINITY;
-  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
-  double sum = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  const float inv = static_cast<float>(1.0 / sum);
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
-}
-
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 
 // Rotates one head in place. cs: [n_rot/2][2] = cos, sin of each pair's angle.
@@ -113,15 +101,34 @@ void validate_batch(const StepBatch& b, const HParams& hp, const KvCache& kv) {
 }
 
 Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(model), kv_(kv), pool_(pool) {
+  const HParams& hp = m_.hp();
+  inv_freq_.resize(size_t(hp.n_rot / 2));
+  for (size_t i = 0; i < inv_freq_.size(); ++i) {
+    double f = std::pow(double(hp.rope_theta), -2.0 * double(i) / hp.n_rot);
+    if (hp.rope_freq_scale != 1.0f) f *= hp.rope_freq_scale;
+    if (!hp.rope_freq_factors.empty()) f /= hp.rope_freq_factors[i];
+    inv_freq_[i] = f;
+  }
   act_.resize(3);
-  scores_.resize(static_cast<size_t>(pool.size()));
+  const size_t rows = size_t(kTileTokens) * size_t(hp.n_head / hp.n_head_kv);
+  // Each buffer gets a cache line of slack at its end, so that no two threads' buffers (which the
+  // allocator may place side by side) share a line that both write.
+  auto size = [](auto& v, size_t n) { v.resize(n + 64 / sizeof(v[0])); };
+  attn_scratch_.resize(size_t(pool.size()));
+  for (AttnScratch& s : attn_scratch_) {
+    size(s.p, rows * kChunk);
+    size(s.q, rows);
+    size(s.o, rows);
+    size(s.m, rows);
+    size(s.l, rows);
+  }
 }
 
 void Forward::ensure_scratch(const StepBatch& b) {
   const HParams& hp = m_.hp();
   const size_t n = static_cast<size_t>(b.n_tokens);
   const size_t q_dim = size_t(hp.n_head) * hp.head_dim, kv_dim = size_t(hp.n_head_kv) * hp.head_dim;
-  auto grow = [](std::vector<float>& v, size_t sz) { if (v.size() < sz) v.resize(sz); };
+  auto grow = [](auto& v, size_t sz) { if (v.size() < sz) v.resize(sz); };
   grow(x_, n * hp.n_embd);
   grow(xn_, n * hp.n_embd);
   grow(q_, n * q_dim);
@@ -132,17 +139,31 @@ void Forward::ensure_scratch(const StepBatch& b) {
   grow(gate_, n * hp.n_ff);
   grow(up_, n * hp.n_ff);
   grow(rope_, n * hp.n_rot);
+  grow(tiles_, n);
   // Every dot type costs at most 4 bytes per element.
   const size_t widest = std::max({size_t(hp.n_embd), q_dim, size_t(hp.n_ff)});
-  for (auto& a : act_) if (a.size() < n * widest * 4) a.resize(n * widest * 4);
-  int32_t max_pos = 0;
-  for (int32_t t = 0; t < b.n_tokens; ++t) max_pos = std::max(max_pos, b.positions[t]);
-  const size_t group = size_t(hp.n_head / hp.n_head_kv);
-  for (auto& s : scores_) if (s.size() < group * (size_t(max_pos) + 1)) s.resize(group * (size_t(max_pos) + 1));
+  for (auto& a : act_) grow(a, n * widest * 4);
+}
+
+// Cuts the batch into attention tiles: runs of tokens of one sequence at consecutive positions.
+void Forward::make_tiles(const StepBatch& b) {
+  n_tiles_ = 0;
+  for (int32_t t = 0; t < b.n_tokens;) {
+    int32_t n = 1;
+    while (n < kTileTokens && t + n < b.n_tokens && b.seq_idx[t + n] == b.seq_idx[t] &&
+           b.positions[t + n] == b.positions[t + n - 1] + 1) {
+      ++n;
+    }
+    const int64_t cost = int64_t(n) * b.positions[t] + int64_t(n) * (n + 1) / 2;
+    tiles_[size_t(n_tiles_)] = {t, n, cost, (n_tiles_ > 0 ? tiles_[size_t(n_tiles_ - 1)].cost_end : 0) + cost};
+    ++n_tiles_;
+    t += n;
+  }
 }
 
 void Forward::run(const StepBatch& b, float* logits) {
   ensure_scratch(b);
+  make_tiles(b);
   for (int32_t c = 0; c < b.n_copies; ++c) kv_.copy_block(b.copies[2 * c], b.copies[2 * c + 1]);
 
   const HParams& hp = m_.hp();
@@ -177,7 +198,7 @@ void Forward::run(const StepBatch& b, float* logits) {
     cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
   };
 
-  pool_.run([&](int tid, int nth) {
+  auto body = [&](int tid, int nth) {
     const int n = b.n_tokens;
     const int64_t Q = int64_t(hp.n_head) * hp.head_dim, KV = int64_t(hp.n_head_kv) * hp.head_dim, F = hp.n_ff;
     const int32_t half = hp.n_rot / 2;
@@ -189,7 +210,7 @@ void Forward::run(const StepBatch& b, float* logits) {
       cpu::dequantize_row(m_.tok_embd.type, m_.tok_embd.row(b.tokens[t]), &x_[size_t(t * E)], E);
       float* cs = &rope_[size_t(t) * hp.n_rot];
       for (int32_t i = 0; i < half; ++i) {
-        const double theta = double(b.positions[t]) * std::pow(double(hp.rope_theta), -2.0 * i / hp.n_rot);
+        const double theta = double(b.positions[t]) * inv_freq_[size_t(i)];
         cs[2 * i] = static_cast<float>(std::cos(theta));
         cs[2 * i + 1] = static_cast<float>(std::sin(theta));
       }
@@ -210,7 +231,8 @@ void Forward::run(const StepBatch& b, float* logits) {
       matmul(tid, nth, w.wv, p, n, v_.data(), KV);
       pool_.barrier();
 
-      // Biases, RoPE, and the new K/V rows into the cache.
+      // Biases, the per-head Q/K norms, RoPE, and the new K/V rows into the cache.
+      const int32_t hd = hp.head_dim;
       for (int64_t t = tb; t < te; ++t) {
         float* q = &q_[size_t(t * Q)];
         float* k = &k_[size_t(t * KV)];
@@ -218,9 +240,11 @@ void Forward::run(const StepBatch& b, float* logits) {
         if (w.bq) for (int64_t i = 0; i < Q; ++i) q[i] += w.bq[i];
         if (w.bk) for (int64_t i = 0; i < KV; ++i) k[i] += w.bk[i];
         if (w.bv) for (int64_t i = 0; i < KV; ++i) v[i] += w.bv[i];
+        if (w.q_norm) for (int32_t h = 0; h < hp.n_head; ++h) rmsnorm(q + int64_t(h) * hd, w.q_norm, q + int64_t(h) * hd, hd, hp.rms_eps);
+        if (w.k_norm) for (int32_t h = 0; h < hp.n_head_kv; ++h) rmsnorm(k + int64_t(h) * hd, w.k_norm, k + int64_t(h) * hd, hd, hp.rms_eps);
         const float* cs = &rope_[size_t(t) * hp.n_rot];
-        for (int32_t h = 0; h < hp.n_head; ++h) rope_head(q + int64_t(h) * hp.head_dim, cs, hp.n_rot, hp.rope_type);
-        for (int32_t h = 0; h < hp.n_head_kv; ++h) rope_head(k + int64_t(h) * hp.head_dim, cs, hp.n_rot, hp.rope_type);
+        for (int32_t h = 0; h < hp.n_head; ++h) rope_head(q + int64_t(h) * hd, cs, hp.n_rot, hp.rope_type);
+        for (int32_t h = 0; h < hp.n_head_kv; ++h) rope_head(k + int64_t(h) * hd, cs, hp.n_rot, hp.rope_type);
         const int32_t* bt = b.block_tables + int64_t(b.seq_idx[t]) * b.max_blocks;
         const int32_t blk = bt[b.positions[t] / kv_.block_size()], slot = b.positions[t] % kv_.block_size();
         if (kv_.type() == KvType::F16) {
@@ -277,49 +301,124 @@ void Forward::run(const StepBatch& b, float* logits) {
       pool_.barrier();
       matmul(tid, nth, m_.output, p, b.n_out, logits, hp.n_vocab);
     }
-  });
+  };
+  // A lambda holding one reference fits std::function's small buffer: no allocation per step.
+  pool_.run([&body](int tid, int nth) { body(tid, nth); });
 }
 
+// Work item = (tile, KV head), in that order, each thread taking a contiguous run of items of
+// equal total cost (positions attended): a prefill chunk's later tiles see more context, and the
+// KV heads of one tile stay on one core as far as the split allows, which reads each cache row
+// (all heads of a slot) into one core's cache instead of two. For each chunk of positions: the scores of every query row of the item against each K row, one KV block's
+// run at a time (a token stops at its own position), the online softmax update of each row, then
+// the V rows weighted into the outputs. Which thread runs an item, and which rows share a kernel
+// call, never changes the arithmetic of a row.
 void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
   const HParams& hp = m_.hp();
-  const int32_t hd = hp.head_dim, n_kv = hp.n_head_kv, group = hp.n_head / hp.n_head_kv;
+  const int32_t hd = hp.head_dim, n_kv = hp.n_head_kv, G = hp.n_head / hp.n_head_kv;
   const int64_t Q = int64_t(hp.n_head) * hd;
   const int32_t bs = kv_.block_size();
+  const int64_t slot_stride = kv_.n_kv_dim();  // elements from one slot's row to the next
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool f16 = kv_.type() == KvType::F16;
   const size_t head_bytes = size_t(hd) * kv_.elem_bytes();
-  float* sc = scores_[size_t(tid)].data();
+  AttnScratch& S = attn_scratch_[size_t(tid)];
 
-  // One work item per (token, KV head): the query heads of the group see each K/V row once.
-  int64_t ib, ie;
-  split(int64_t(b.n_tokens) * n_kv, tid, nth, ib, ie);
-  for (int64_t it = ib; it < ie; ++it) {
-    const int64_t t = it / n_kv;
-    const int32_t g = int32_t(it % n_kv);
-    const int32_t n_ctx = b.positions[t] + 1;
-    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[t]) * b.max_blocks;
-    const float* q = &q_[size_t(t * Q + int64_t(g) * group * hd)];
+  const int64_t total = tiles_[size_t(n_tiles_ - 1)].cost_end * n_kv;
+  for (int64_t item = 0; item < int64_t(n_tiles_) * n_kv; ++item) {
+    const Tile tile = tiles_[size_t(item / n_kv)];
+    const int32_t g = int32_t(item % n_kv);
+    // The thread whose share of the total cost holds the middle of this item's cost runs it.
+    const int64_t end = (tile.cost_end - tile.cost) * n_kv + tile.cost * (g + 1);
+    if ((2 * end - tile.cost) * nth / (2 * total) != tid) continue;
+    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
+    const int32_t pos0 = b.positions[tile.first];
+    auto n_ctx = [&](int32_t i) { return pos0 + i + 1; };  // context of the tile's token i
 
-    for (int32_t j = 0; j < n_ctx; ++j) {
-      const uint8_t* k = kv_.k_row(l, bt[j / bs], j % bs) + size_t(g) * head_bytes;
-      for (int32_t h = 0; h < group; ++h) {
-        const float* qh = q + int64_t(h) * hd;
-        const float d = f16 ? cpu::dot_f32_f16(qh, reinterpret_cast<const uint16_t*>(k), hd)
-                            : cpu::dot_f32_f32(qh, reinterpret_cast<const float*>(k), hd);
-        sc[int64_t(h) * n_ctx + j] = d * scale;
+    // Row r = i * G + h: query head g * G + h of token i.
+    for (int32_t i = 0; i < tile.n; ++i) {
+      for (int32_t h = 0; h < G; ++h) {
+        const size_t r = size_t(i) * G + h, at = size_t((tile.first + i) * Q + int64_t(g * G + h) * hd);
+        S.q[r] = &q_[at];
+        S.o[r] = &attn_[at];
+        std::fill(S.o[r], S.o[r] + hd, 0.0f);
+        S.m[r] = -INFINITY;
+        S.l[r] = 0.0;
       }
     }
-    for (int32_t h = 0; h < group; ++h) softmax_inplace(sc + int64_t(h) * n_ctx, n_ctx);
-
-    float* out = &attn_[size_t(t * Q + int64_t(g) * group * hd)];
-    std::fill(out, out + int64_t(group) * hd, 0.0f);
-    for (int32_t j = 0; j < n_ctx; ++j) {
-      const uint8_t* v = kv_.v_row(l, bt[j / bs], j % bs) + size_t(g) * head_bytes;
-      for (int32_t h = 0; h < group; ++h) {
-        float* oh = out + int64_t(h) * hd;
-        if (f16) cpu::axpy_f16(sc[int64_t(h) * n_ctx + j], reinterpret_cast<const uint16_t*>(v), oh, hd);
-        else cpu::axpy_f32(sc[int64_t(h) * n_ctx + j], reinterpret_cast<const float*>(v), oh, hd);
+    // Calls fn(i0, i1, n_pos) for the tokens [i0, i1) that see the same n_pos > 0 positions of
+    // [j, j_end): tokens share a call as long as their contexts cover the same part of it.
+    auto by_reach = [&](int32_t i, int32_t j, int32_t j_end, auto&& fn) {
+      while (i < tile.n) {
+        const int32_t cnt = std::min(n_ctx(i), j_end) - j;
+        int32_t e = i + 1;
+        while (e < tile.n && std::min(n_ctx(e), j_end) - j == cnt) ++e;
+        if (cnt > 0) fn(i, e, cnt);
+        i = e;
       }
+    };
+    // Calls fn(j, j_end, block, slot of j) for each run of positions [j, j_end) of [j0, j1) held
+    // in one KV block (the rows of a block's slots are contiguous).
+    auto by_block = [&](int32_t j0, int32_t j1, auto&& fn) {
+      for (int32_t j = j0; j < j1;) {
+        const int32_t j_end = std::min(j1, (j / bs + 1) * bs);
+        fn(j, j_end, bt[j / bs], j % bs);
+        j = j_end;
+      }
+    };
+
+    for (int32_t j0 = 0; j0 < n_ctx(tile.n - 1); j0 += kChunk) {
+      const int32_t j1 = std::min(j0 + kChunk, n_ctx(tile.n - 1));
+      int32_t first = 0;  // tokens before it ended their context before this chunk
+      while (n_ctx(first) <= j0) ++first;
+
+      by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
+        const uint8_t* k = kv_.k_row(l, blk, slot) + size_t(g) * head_bytes;
+        by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
+          const size_t r0 = size_t(i0) * G;
+          const int n_q = (i1 - i0) * G;
+          float* s = &S.p[r0 * kChunk + size_t(j - j0)];
+          if (f16) cpu::attn_scores_f16(hd, &S.q[r0], n_q, reinterpret_cast<const uint16_t*>(k), slot_stride, cnt, s, kChunk);
+          else cpu::attn_scores_f32(hd, &S.q[r0], n_q, reinterpret_cast<const float*>(k), slot_stride, cnt, s, kChunk);
+        });
+      });
+
+      // Online softmax: rescale what the row holds when its max grows, then exponentiate.
+      for (int32_t i = first; i < tile.n; ++i) {
+        const int32_t cnt = std::min(n_ctx(i), j1) - j0;
+        for (int32_t h = 0; h < G; ++h) {
+          const size_t r = size_t(i) * G + h;
+          float* p = &S.p[r * kChunk];
+          float mx = S.m[r];
+          for (int32_t j = 0; j < cnt; ++j) {
+            p[j] *= scale;
+            mx = std::max(mx, p[j]);
+          }
+          if (mx > S.m[r] && S.m[r] != -INFINITY) {
+            const float f = std::exp(S.m[r] - mx);
+            for (int32_t e = 0; e < hd; ++e) S.o[r][e] *= f;
+            S.l[r] *= f;
+          }
+          S.m[r] = mx;
+          S.l[r] += cpu::attn_exp(p, cnt, mx);
+        }
+      }
+
+      by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
+        const uint8_t* v = kv_.v_row(l, blk, slot) + size_t(g) * head_bytes;
+        by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
+          const size_t r0 = size_t(i0) * G;
+          const int n_q = (i1 - i0) * G;
+          const float* p = &S.p[r0 * kChunk + size_t(j - j0)];
+          if (f16) cpu::attn_values_f16(hd, p, kChunk, n_q, reinterpret_cast<const uint16_t*>(v), slot_stride, cnt, &S.o[r0]);
+          else cpu::attn_values_f32(hd, p, kChunk, n_q, reinterpret_cast<const float*>(v), slot_stride, cnt, &S.o[r0]);
+        });
+      });
+    }
+
+    for (size_t r = 0; r < size_t(tile.n) * G; ++r) {
+      const float inv = static_cast<float>(1.0 / S.l[r]);
+      for (int32_t e = 0; e < hd; ++e) S.o[r][e] *= inv;
     }
   }
 }

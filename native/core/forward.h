@@ -41,13 +41,37 @@ class Forward {
 
  private:
   struct Prepared;
+  // Attention works on tiles: up to kTileTokens consecutive positions of one sequence (a prefill
+  // chunk; a decode token is a tile of one), so that the query heads of all their tokens that
+  // share a KV head meet each K/V row together.
+  static constexpr int32_t kTileTokens = 8;
+  // The softmax runs online over chunks of kChunk positions. Chunk boundaries are multiples of
+  // kChunk, a function of the position alone, so the arithmetic of a token does not depend on its
+  // batch, and the scratch does not grow with the context.
+  static constexpr int32_t kChunk = 64;
+  struct Tile {
+    int32_t first;     // batch index of the first token
+    int32_t n;         // tokens, at positions pos(first) + 0 .. n-1
+    int64_t cost;      // attention work per KV head: the positions its tokens attend to
+    int64_t cost_end;  // sum of `cost` over this tile and the ones before it
+  };
+  // One thread's attention scratch; rows = kTileTokens * (n_head / n_head_kv).
+  struct AttnScratch {
+    std::vector<float> p;         // [rows][kChunk] scores of the current chunk, then exp(score - m)
+    std::vector<const float*> q;  // [rows] the tile's query heads for the current KV head
+    std::vector<float*> o;        // [rows] their rows of attn_
+    std::vector<float> m;         // [rows] running max of the scaled scores
+    std::vector<double> l;        // [rows] running sum of exp(score - m)
+  };
+
   void ensure_scratch(const StepBatch& b);
-  void layer(int tid, int nth, const StepBatch& b, int32_t l);
+  void make_tiles(const StepBatch& b);
   void attention(int tid, int nth, const StepBatch& b, int32_t l);
 
   const Model& m_;
   KvCache& kv_;
   cpu::ThreadPool& pool_;
+  std::vector<double> inv_freq_;  // [n_rot/2] angle per unit of position of each rotated pair
 
   // Scratch, grown to the largest batch seen and then reused: no allocation in the step loop.
   std::vector<float> x_;      // [n_tokens][n_embd]  residual stream
@@ -60,8 +84,10 @@ class Forward {
   std::vector<float> gate_;   // [n_tokens][n_ff]
   std::vector<float> up_;     // [n_tokens][n_ff]
   std::vector<float> rope_;   // [n_tokens][n_rot/2][2] cos, sin
-  std::vector<std::vector<uint8_t>> act_;   // activations converted for the weights' dot type
-  std::vector<std::vector<float>> scores_;  // per thread: [group][n_ctx] attention scores
+  std::vector<std::vector<uint8_t>> act_;  // activations converted for the weights' dot type
+  std::vector<Tile> tiles_;                // [n_tiles] this step's attention tiles
+  int32_t n_tiles_ = 0;
+  std::vector<AttnScratch> attn_scratch_;  // per thread, sized at construction
 };
 
 }  // namespace weft

@@ -392,31 +392,138 @@ void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_
                           r_end);
 }
 
-// ---- attention helpers -----------------------------------------------------------------------
-float dot_f32_f32(const float* a, const float* b, int64_t n) {
-  float out;
-  dot_tile<LdF32, LdF32, 1, 1>(n, &a, &b, &out);
-  return out;
-}
-
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
-  float out;
-  dot_tile<LdF16, LdF32, 1, 1>(n, &b, &a, &out);
-  return out;
-}
-
-template <class X>
-void axpy(float alpha, const typename X::T* x, float* y, int64_t n) {
-  const __m256 va = _mm256_set1_ps(alpha);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, X::load8(x + i), _mm256_loadu_ps(y + i)));
+// ---- attention -------------------------------------------------------------------------------
+// Scores: the K row takes the weight row's place in dot_tile, against up to four query rows, so
+// each 8-element piece of it is loaded and widened once per four queries and every score sees
+// exactly the operations of a one-row dot_tile.
+template <class K, int NQ>
+void scores_rows(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
+                 int n_pos, float* s, int64_t s_stride) {
+  for (int j = 0; j < n_pos; ++j) {
+    const typename K::T* kj = k + j * k_stride;
+    float out[NQ];
+    dot_tile<K, LdF32, 1, NQ>(n, &kj, q, out);
+    for (int r = 0; r < NQ; ++r) s[r * s_stride + j] = out[r];
   }
-  for (; i < n; ++i) y[i] = __builtin_fmaf(alpha, X::load1(x + i), y[i]);
 }
 
-void axpy_f32(float alpha, const float* x, float* y, int64_t n) { axpy<LdF32>(alpha, x, y, n); }
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) { axpy<LdF16>(alpha, x, y, n); }
+template <class K>
+void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
+                 int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
+  int r = 0;
+  for (; r + 4 <= n_q; r += 4) scores_rows<K, 4>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
+  float* sr = s + r * s_stride;
+  switch (n_q - r) {
+    case 3: scores_rows<K, 3>(n, q + r, k, k_stride, n_pos, sr, s_stride); break;
+    case 2: scores_rows<K, 2>(n, q + r, k, k_stride, n_pos, sr, s_stride); break;
+    case 1: scores_rows<K, 1>(n, q + r, k, k_stride, n_pos, sr, s_stride); break;
+    default: break;
+  }
+}
+
+// Values: 16 (then 8) elements of up to four output rows stay in registers across all n_pos
+// positions, and each piece of a V row is loaded and widened once per four rows. Per element the
+// steps are o = fma(p_j, v_j, o) in j order, then the n % 8 tail the same way in scalar fmas:
+// what a one-row call does.
+template <class V, int NQ>
+void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::T* v,
+                 int64_t v_stride, int n_pos, float* const* o) {
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    __m256 a0[NQ], a1[NQ];
+    for (int r = 0; r < NQ; ++r) {
+      a0[r] = _mm256_loadu_ps(o[r] + e);
+      a1[r] = _mm256_loadu_ps(o[r] + e + 8);
+    }
+    for (int j = 0; j < n_pos; ++j) {
+      const typename V::T* vj = v + j * v_stride + e;
+      const __m256 v0 = V::load8(vj), v1 = V::load8(vj + 8);
+      for (int r = 0; r < NQ; ++r) {
+        const __m256 pr = _mm256_broadcast_ss(p + r * p_stride + j);
+        a0[r] = _mm256_fmadd_ps(pr, v0, a0[r]);
+        a1[r] = _mm256_fmadd_ps(pr, v1, a1[r]);
+      }
+    }
+    for (int r = 0; r < NQ; ++r) {
+      _mm256_storeu_ps(o[r] + e, a0[r]);
+      _mm256_storeu_ps(o[r] + e + 8, a1[r]);
+    }
+  }
+  if (e + 8 <= n) {
+    __m256 a0[NQ];
+    for (int r = 0; r < NQ; ++r) a0[r] = _mm256_loadu_ps(o[r] + e);
+    for (int j = 0; j < n_pos; ++j) {
+      const __m256 v0 = V::load8(v + j * v_stride + e);
+      for (int r = 0; r < NQ; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * p_stride + j), v0, a0[r]);
+    }
+    for (int r = 0; r < NQ; ++r) _mm256_storeu_ps(o[r] + e, a0[r]);
+    e += 8;
+  }
+  for (; e < n; ++e) {
+    for (int r = 0; r < NQ; ++r) {
+      float a = o[r][e];
+      for (int j = 0; j < n_pos; ++j) a = __builtin_fmaf(p[r * p_stride + j], V::load1(v + j * v_stride + e), a);
+      o[r][e] = a;
+    }
+  }
+}
+
+// exp(x) = 2^k * e^r with k = round(x / ln 2) and |r| <= ln 2 / 2: r by Cody-Waite reduction
+// (ln 2 split in two so that k * ln2_hi is exact), e^r by Cephes' expf polynomial (about 1 ulp).
+// Below ln(FLT_MIN) the result is 0 rather than a subnormal. Lane-independent, so a value gets
+// the same result in any lane; the n % 8 tail goes through the same code in a padded vector.
+__m256 exp8(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.33654f), hi = _mm256_set1_ps(88.3762626647949f);
+  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i pow2k = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(y, _mm256_castsi256_ps(pow2k)));
+}
+
+float attn_exp(float* x, int64_t n, float shift) {
+  const __m256 s = _mm256_set1_ps(shift);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + j), s));
+    _mm256_storeu_ps(x + j, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  if (j < n) {
+    float buf[8];
+    for (int i = 0; i < 8; ++i) buf[i] = j + i < n ? x[j + i] : -__builtin_inff();  // exp(-inf) = 0: adds nothing
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(buf), s));
+    _mm256_storeu_ps(buf, e);
+    acc = _mm256_add_ps(acc, e);
+    for (int64_t i = 0; j + i < n; ++i) x[j + i] = buf[i];
+  }
+  return hsum(acc);
+}
+
+template <class V>
+void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
+                 int64_t v_stride, int n_pos, float* const* o) {
+  int r = 0;
+  for (; r + 4 <= n_q; r += 4) values_rows<V, 4>(n, p + r * p_stride, p_stride, v, v_stride, n_pos, o + r);
+  const float* pr = p + r * p_stride;
+  switch (n_q - r) {
+    case 3: values_rows<V, 3>(n, pr, p_stride, v, v_stride, n_pos, o + r); break;
+    case 2: values_rows<V, 2>(n, pr, p_stride, v, v_stride, n_pos, o + r); break;
+    case 1: values_rows<V, 1>(n, pr, p_stride, v, v_stride, n_pos, o + r); break;
+    default: break;
+  }
+}
 
 }  // namespace
 
@@ -449,10 +556,11 @@ void install_avx2(Backend& b) {
   install_legacy_quants_avx2(b);
   install_k_quants_avx2(b);
 
-  b.dot_f32_f32 = dot_f32_f32;
-  b.dot_f32_f16 = dot_f32_f16;
-  b.axpy_f32 = axpy_f32;
-  b.axpy_f16 = axpy_f16;
+  b.attn_scores_f32 = attn_scores<LdF32>;
+  b.attn_scores_f16 = attn_scores<LdF16>;
+  b.attn_values_f32 = attn_values<LdF32>;
+  b.attn_values_f16 = attn_values<LdF16>;
+  b.attn_exp = attn_exp;
   b.f32_to_fp16_row = f32_to_fp16_row;
 }
 

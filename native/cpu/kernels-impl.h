@@ -47,10 +47,12 @@ constexpr uint32_t kTypeIdLimit = 40;
 struct Backend {
   const char* name = nullptr;
   TypeKernels types[kTypeIdLimit];
-  float (*dot_f32_f32)(const float* a, const float* b, int64_t n) = nullptr;
-  float (*dot_f32_f16)(const float* a, const uint16_t* b, int64_t n) = nullptr;
-  void (*axpy_f32)(float alpha, const float* x, float* y, int64_t n) = nullptr;
-  void (*axpy_f16)(float alpha, const uint16_t* x, float* y, int64_t n) = nullptr;
+  // The attention kernels of kernels.h, same arguments.
+  void (*attn_scores_f32)(int64_t, const float* const*, int, const float*, int64_t, int, float*, int64_t) = nullptr;
+  void (*attn_scores_f16)(int64_t, const float* const*, int, const uint16_t*, int64_t, int, float*, int64_t) = nullptr;
+  void (*attn_values_f32)(int64_t, const float*, int64_t, int, const float*, int64_t, int, float* const*) = nullptr;
+  void (*attn_values_f16)(int64_t, const float*, int64_t, int, const uint16_t*, int64_t, int, float* const*) = nullptr;
+  float (*attn_exp)(float* x, int64_t n, float shift) = nullptr;
   void (*f32_to_fp16_row)(const float* src, uint16_t* dst, int64_t n) = nullptr;
 };
 

@@ -197,24 +197,44 @@ void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* ac
   }
 }
 
-// ---- attention helpers ---------------------------------------------------------------------
-float dot_f32_f32(const float* a, const float* b, int64_t n) { return vec_dot_f32(n, a, b); }
+// ---- attention -------------------------------------------------------------------------------
+// Scores are double-precision dots, as vec_dot_f32 is; each value step is a float multiply, then
+// an add.
+float widen(float x) { return x; }
+float widen(uint16_t h) { return fp16_to_f32(h); }
 
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
-  double sum = 0;
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(a[i]) * fp16_to_f32(b[i]);
-  return static_cast<float>(sum);
+template <class T>
+void attn_scores(int64_t n, const float* const* q, int n_q, const T* k, int64_t k_stride, int n_pos,
+                 float* s, int64_t s_stride) {
+  for (int r = 0; r < n_q; ++r) {
+    for (int j = 0; j < n_pos; ++j) {
+      const T* kj = k + j * k_stride;
+      double sum = 0;
+      for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(q[r][i]) * widen(kj[i]);
+      s[r * s_stride + j] = static_cast<float>(sum);
+    }
+  }
 }
 
-void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * fp16_to_f32(x[i]);
+template <class T>
+void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const T* v, int64_t v_stride,
+                 int n_pos, float* const* o) {
+  for (int r = 0; r < n_q; ++r) {
+    for (int j = 0; j < n_pos; ++j) {
+      const float pj = p[r * p_stride + j];
+      const T* vj = v + j * v_stride;
+      for (int64_t e = 0; e < n; ++e) o[r][e] += pj * widen(vj[e]);
+    }
+  }
 }
 
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) { quantize_f16(src, dst, n); }
+
+float attn_exp(float* x, int64_t n, float shift) {
+  double sum = 0;
+  for (int64_t j = 0; j < n; ++j) sum += (x[j] = std::exp(x[j] - shift));
+  return static_cast<float>(sum);
+}
 
 // ---- the table -----------------------------------------------------------------------------
 void set(Backend& b, GgmlType t, const TypeKernels& k) { b.types[static_cast<uint32_t>(t)] = k; }
@@ -233,10 +253,11 @@ Backend make_ref() {
                           matmul_rows<vec_dot_q8_0>});
   add_legacy_quants_ref(b);
   add_k_quants_ref(b);
-  b.dot_f32_f32 = dot_f32_f32;
-  b.dot_f32_f16 = dot_f32_f16;
-  b.axpy_f32 = axpy_f32;
-  b.axpy_f16 = axpy_f16;
+  b.attn_scores_f32 = attn_scores<float>;
+  b.attn_scores_f16 = attn_scores<uint16_t>;
+  b.attn_values_f32 = attn_values<float>;
+  b.attn_values_f16 = attn_values<uint16_t>;
+  b.attn_exp = attn_exp;
   b.f32_to_fp16_row = f32_to_fp16_row;
   return b;
 }

@@ -143,21 +143,27 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes, const v
   k.matmul(n_in, w, w_row_bytes, act, act_row_bytes, n_tok, y, y_stride, r_begin, r_end);
 }
 
-float dot_f32_f32(const float* a, const float* b, int64_t n) {
-  return backend().dot_f32_f32(a, b, n);
+void attn_scores_f32(int64_t n, const float* const* q, int n_q, const float* k, int64_t k_stride,
+                     int n_pos, float* s, int64_t s_stride) {
+  backend().attn_scores_f32(n, q, n_q, k, k_stride, n_pos, s, s_stride);
 }
 
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n) {
-  return backend().dot_f32_f16(a, b, n);
+void attn_scores_f16(int64_t n, const float* const* q, int n_q, const uint16_t* k, int64_t k_stride,
+                     int n_pos, float* s, int64_t s_stride) {
+  backend().attn_scores_f16(n, q, n_q, k, k_stride, n_pos, s, s_stride);
 }
 
-void axpy_f32(float alpha, const float* x, float* y, int64_t n) {
-  backend().axpy_f32(alpha, x, y, n);
+void attn_values_f32(int64_t n, const float* p, int64_t p_stride, int n_q, const float* v,
+                     int64_t v_stride, int n_pos, float* const* o) {
+  backend().attn_values_f32(n, p, p_stride, n_q, v, v_stride, n_pos, o);
 }
 
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
-  backend().axpy_f16(alpha, x, y, n);
+void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const uint16_t* v,
+                     int64_t v_stride, int n_pos, float* const* o) {
+  backend().attn_values_f16(n, p, p_stride, n_q, v, v_stride, n_pos, o);
 }
+
+float attn_exp(float* x, int64_t n, float shift) { return backend().attn_exp(x, n, shift); }
 
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
   backend().f32_to_fp16_row(src, dst, n);

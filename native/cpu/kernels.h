@@ -50,11 +50,29 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes,
             const void* act, size_t act_row_bytes, int n_tok,
             float* y, int64_t y_stride, int64_t r_begin, int64_t r_end);
 
-// ---- attention helpers (K/V cache rows are f16 or f32) --------------------------------------
-float dot_f32_f32(const float* a, const float* b, int64_t n);
-float dot_f32_f16(const float* a, const uint16_t* b, int64_t n);
-void axpy_f32(float alpha, const float* x, float* y, int64_t n);    // y += alpha * x
-void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n); // y += alpha * x
+// ---- attention (K/V cache rows are f16 or f32) ---------------------------------------------
+// The query rows that share a KV head (its GQA group, for one or several tokens) meet each K/V
+// row together, so the fast path reads and widens a row once for all of them. Every output is
+// computed with the same operations whatever n_q, and whichever other rows share the call, so a
+// query's attention does not depend on the rest of its batch.
+//
+// s[r * s_stride + j] = dot(q[r][0..n), k_j) for r < n_q, j < n_pos; k_j = k + j * k_stride.
+// Each score is computed as a single-row call would compute it.
+void attn_scores_f32(int64_t n, const float* const* q, int n_q, const float* k, int64_t k_stride,
+                     int n_pos, float* s, int64_t s_stride);
+void attn_scores_f16(int64_t n, const float* const* q, int n_q, const uint16_t* k, int64_t k_stride,
+                     int n_pos, float* s, int64_t s_stride);
+// o[r][e] += p[r * p_stride + j] * v_j[e] for j = 0, 1, .. n_pos - 1 in that order, for r < n_q,
+// e < n; v_j = v + j * v_stride. One multiply-add per step, however the rows are grouped.
+void attn_values_f32(int64_t n, const float* p, int64_t p_stride, int n_q, const float* v,
+                     int64_t v_stride, int n_pos, float* const* o);
+void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const uint16_t* v,
+                     int64_t v_stride, int n_pos, float* const* o);
+// x[j] = exp(x[j] - shift) for j < n, and returns their sum: the softmax numerators of a row
+// whose max is `shift` (so every x[j] - shift <= 0). Within 3 ulp of exp on the fast path (0
+// where exp(x[j] - shift) is below FLT_MIN). Each element's result depends only on its value, and
+// the sum only on x and n.
+float attn_exp(float* x, int64_t n, float shift);
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
 
 // Which implementation is active: "avx2" or "scalar". WEFT_KERNELS=scalar forces the

@@ -408,48 +408,122 @@ void test_vec_dot() {
     check(worst_ref <= 1.0, buf);
     check(exact_equal, name + ": vec_dot on small integers (every sum exact) identical on both paths");
   }
+}
 
-  // Attention helpers: f32 . f32 and f32 . f16 dots use the float-dot bound; axpy differs from
-  // the reference only by the reference's separate multiply and add: 2u(|y| + |alpha x|).
+// ---- attention kernels -----------------------------------------------------------------------
+// Scores within the float-dot bounds and values within a per-step rounding bound, on both paths;
+// on the active path, every row's result identical bit for bit whatever other rows share the call.
+void test_attention() {
+  const int64_t head_sizes[] = {1, 7, 8, 9, 16, 23, 64, 100, 128};
+  const int n_qs[] = {1, 2, 3, 4, 5, 7, 9};
+  const int n_pos = 11;
   double worst = 0;
-  bool axpy_ok = true;
-  for (int64_t n : float_sizes) {
-    const std::vector<float> q = make_floats(Fill::Normal, n, GgmlType::F32);
-    const std::vector<float> k32 = make_floats(Fill::Mixed, n, GgmlType::F16);
-    const std::vector<uint8_t> k16b = to_type(GgmlType::F16, k32);
-    const uint16_t* k16 = reinterpret_cast<const uint16_t*>(k16b.data());
-    const Exact e32 = exact_dot(q, k32), e16 = exact_dot(q, widen(GgmlType::F16, k16b, n));
-    const double b32 = bound_fast(GgmlType::F32, n, e32), b16 = bound_fast(GgmlType::F32, n, e16);
-    const auto d32 = [&] { return cpu::dot_f32_f32(q.data(), k32.data(), n); };
-    const auto d16 = [&] { return cpu::dot_f32_f16(q.data(), k16, n); };
-    worst = std::fmax(worst, std::fabs(d32() - e32.value) / b32);
-    worst = std::fmax(worst, std::fabs(d16() - e16.value) / b16);
-    worst = std::fmax(worst, std::fabs(on_ref(d32) - e32.value) / b32);
-    worst = std::fmax(worst, std::fabs(on_ref(d16) - e16.value) / b16);
-    const float alpha = uniform(-2.0f, 2.0f);
-    std::vector<float> y0 = make_floats(Fill::Normal, n, GgmlType::F32);
-    for (int which = 0; which < 2; ++which) {
-      std::vector<float> yf = y0, yr = y0;
-      const std::vector<float> xs = which == 0 ? k32 : widen(GgmlType::F16, k16b, n);
-      if (which == 0) {
-        cpu::axpy_f32(alpha, k32.data(), yf.data(), n);
-        on_ref([&] { cpu::axpy_f32(alpha, k32.data(), yr.data(), n); return 0; });
-      } else {
-        cpu::axpy_f16(alpha, k16, yf.data(), n);
-        on_ref([&] { cpu::axpy_f16(alpha, k16, yr.data(), n); return 0; });
+  bool values_ok = true, invariant = true;
+  for (int64_t n : head_sizes) {
+    const int64_t stride = n + 3;  // K/V rows sit apart, as a cache slot's row holds every KV head
+    const std::vector<float> kv32 = make_floats(Fill::Mixed, n_pos * stride, GgmlType::F16);
+    const std::vector<uint8_t> kv16b = to_type(GgmlType::F16, kv32);
+    const uint16_t* kv16 = reinterpret_cast<const uint16_t*>(kv16b.data());
+    const std::vector<float> kv16w = widen(GgmlType::F16, kv16b, n_pos * stride);  // what f16 rows hold
+    for (int n_q : n_qs) {
+      std::vector<std::vector<float>> q(static_cast<size_t>(n_q));
+      std::vector<const float*> qp;
+      for (auto& row : q) {
+        row = make_floats(Fill::Normal, n, GgmlType::F32);
+        qp.push_back(row.data());
       }
-      for (int64_t i = 0; i < n; ++i) {
-        const double want = y0[i] + static_cast<double>(alpha) * xs[i];
-        const double tol = 2 * kU * (std::fabs(y0[i]) + std::fabs(alpha * xs[i])) + kSub;
-        axpy_ok &= std::fabs(yf[i] - want) <= tol && std::fabs(yr[i] - want) <= tol;
+      for (int f16 = 0; f16 < 2; ++f16) {
+        const std::vector<float>& kv = f16 ? kv16w : kv32;
+        auto scores = [&](int r0, int nq, std::vector<float>& s) {
+          if (f16) cpu::attn_scores_f16(n, qp.data() + r0, nq, kv16, stride, n_pos, s.data() + r0 * n_pos, n_pos);
+          else cpu::attn_scores_f32(n, qp.data() + r0, nq, kv32.data(), stride, n_pos, s.data() + r0 * n_pos, n_pos);
+          return 0;
+        };
+        std::vector<float> all(static_cast<size_t>(n_q * n_pos)), one(all.size()), ref(all.size());
+        scores(0, n_q, all);
+        for (int r = 0; r < n_q; ++r) scores(r, 1, one);
+        on_ref([&] { return scores(0, n_q, ref); });
+        invariant &= same_bits(all, one);
+        for (int r = 0; r < n_q; ++r) {
+          for (int j = 0; j < n_pos; ++j) {
+            const std::vector<float> kj(kv.begin() + j * stride, kv.begin() + j * stride + n);
+            const Exact e = exact_dot(q[size_t(r)], kj);
+            worst = std::fmax(worst, std::fabs(all[size_t(r * n_pos + j)] - e.value) / bound_fast(GgmlType::F32, n, e));
+            worst = std::fmax(worst, std::fabs(ref[size_t(r * n_pos + j)] - e.value) / bound_ref(GgmlType::F32, n, e));
+          }
+        }
+
+        // Values: weights in [0, 1) like softmax outputs, outputs starting from a random state.
+        std::vector<float> p(static_cast<size_t>(n_q * n_pos));
+        for (float& x : p) x = uniform(0.0f, 1.0f);
+        const std::vector<float> o0 = make_floats(Fill::Normal, n * n_q, GgmlType::F32);
+        auto values = [&](int r0, int nq, std::vector<float>& o) {
+          std::vector<float*> op;
+          for (int r = 0; r < n_q; ++r) op.push_back(o.data() + r * n);
+          if (f16) cpu::attn_values_f16(n, p.data() + r0 * n_pos, n_pos, nq, kv16, stride, n_pos, op.data() + r0);
+          else cpu::attn_values_f32(n, p.data() + r0 * n_pos, n_pos, nq, kv32.data(), stride, n_pos, op.data() + r0);
+          return 0;
+        };
+        std::vector<float> oa = o0, ob = o0, orf = o0;
+        values(0, n_q, oa);
+        for (int r = 0; r < n_q; ++r) values(r, 1, ob);
+        on_ref([&] { return values(0, n_q, orf); });
+        invariant &= same_bits(oa, ob);
+        for (int r = 0; r < n_q; ++r) {
+          for (int64_t e = 0; e < n; ++e) {
+            double want = o0[size_t(r * n + e)], mag = std::fabs(want);
+            for (int j = 0; j < n_pos; ++j) {
+              const double t = static_cast<double>(p[size_t(r * n_pos + j)]) * kv[size_t(j * stride + e)];
+              want += t;
+              mag += std::fabs(t);
+            }
+            // One rounding per step on the fast path (fma), two on the reference (multiply, add).
+            const double tol = 2.0 * n_pos * kU * mag + 2.0 * n_pos * kSub;
+            values_ok &= std::fabs(oa[size_t(r * n + e)] - want) <= tol && std::fabs(orf[size_t(r * n + e)] - want) <= tol;
+          }
+        }
       }
     }
   }
+  // attn_exp: x - shift over [-100, 0] (the underflow edge included) and exact zeros; every element
+  // the same whatever n and wherever it sits, and the sum within a few ulp of the exact one.
+  double worst_exp = 0;
+  bool exp_sum_ok = true, exp_invariant = true;
+  for (int64_t n : {1, 5, 8, 13, 64, 100}) {
+    std::vector<float> x0(static_cast<size_t>(n));
+    for (float& v : x0) v = uniform(-100.0f, 0.0f);
+    x0[0] = 0.0f;
+    const float shift = uniform(-3.0f, 3.0f);
+    for (float& v : x0) v += shift;
+    std::vector<float> x = x0, xr = x0;
+    const float sum = cpu::attn_exp(x.data(), n, shift);
+    const float sum_ref = on_ref([&] { return cpu::attn_exp(xr.data(), n, shift); });
+    double exact_sum = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const double want = std::exp(static_cast<double>(x0[size_t(j)] - shift));
+      exact_sum += want;
+      // Below FLT_MIN the fast path may flush to 0: an absolute error under 2^-126.
+      for (float got : {x[size_t(j)], xr[size_t(j)]}) {
+        const double err = std::fabs(got - want);
+        worst_exp = std::fmax(worst_exp, want < 0x1p-126 ? err / 0x1p-126 : err / (3 * kU * 2 * want));
+      }
+      std::vector<float> one{x0[size_t(j)]};
+      cpu::attn_exp(one.data(), 1, shift);
+      exp_invariant &= bits(one[0]) == bits(x[size_t(j)]);
+    }
+    for (float s : {sum, sum_ref}) exp_sum_ok &= std::fabs(s - exact_sum) <= (n + 4) * 4 * kU * exact_sum;
+  }
   char buf[160];
-  std::snprintf(buf, sizeof buf,
-                "dot_f32_f32 / dot_f32_f16 within bound on both paths (worst err/bound %.3f)", worst);
+  std::snprintf(buf, sizeof buf, "attn_exp within 3 ulp of exp on both paths (worst err/bound %.3f)", worst_exp);
+  check(worst_exp <= 1.0, buf);
+  check(exp_sum_ok, "attn_exp sums within (n + 4) * 4u of the exact sum on both paths");
+  check(exp_invariant, std::string("attn_exp on ") + cpu::kernel_backend() + ": each element bit-identical alone and in a row");
+
+  std::snprintf(buf, sizeof buf, "attn_scores f32/f16 within bound on both paths (worst err/bound %.3f)", worst);
   check(worst <= 1.0, buf);
-  check(axpy_ok, "axpy_f32 / axpy_f16 within 2u of the exact result on both paths");
+  check(values_ok, "attn_values f32/f16 within one rounding per step of the exact sum on both paths");
+  check(invariant, std::string("attn_scores / attn_values on ") + cpu::kernel_backend() +
+                       ": each row bit-identical alone and grouped with others");
 }
 
 // ---- matmul batch invariance -----------------------------------------------------------------
@@ -557,26 +631,26 @@ bool throws_code(F f, ErrorCode code) {
 void test_api() {
   bool ok = cpu::type_supported(GgmlType::F32) && cpu::type_supported(GgmlType::F16) &&
             cpu::type_supported(GgmlType::BF16) && cpu::type_supported(GgmlType::Q8_0) &&
-            !cpu::type_supported(GgmlType::Q4_0) && !cpu::type_supported(GgmlType::Q4_K) &&
+            !cpu::type_supported(GgmlType::IQ4_NL) && !cpu::type_supported(GgmlType::Q2_K) &&
             !cpu::type_supported(GgmlType::I32) && !cpu::type_supported(static_cast<GgmlType>(99));
-  check(ok, "type_supported: F32 F16 BF16 Q8_0 yes; Q4_0 Q4_K I32 and unknown ids no");
+  check(ok, "type_supported: F32 F16 BF16 Q8_0 yes; IQ4_NL Q2_K I32 and unknown ids no");
   ok = true;
   for (GgmlType t : kWeightTypes) ok &= cpu::vec_dot_type(t) == t;
   check(ok, "vec_dot_type: F32->F32, F16->F16, BF16->BF16, Q8_0->Q8_0");
   float dummy[64] = {};
   uint8_t bytes[256] = {};
-  ok = throws_code([&] { cpu::vec_dot_type(GgmlType::Q4_K); }, ErrorCode::Unsupported) &&
-       throws_code([&] { cpu::dequantize_row(GgmlType::Q4_0, bytes, dummy, 32); }, ErrorCode::Unsupported) &&
-       throws_code([&] { cpu::quantize_row(GgmlType::Q6_K, dummy, bytes, 32); }, ErrorCode::Unsupported) &&
-       throws_code([&] { cpu::vec_dot(GgmlType::Q4_0, 32, bytes, bytes); }, ErrorCode::Unsupported) &&
-       throws_code([&] { cpu::matmul(GgmlType::Q4_K, 256, bytes, 144, bytes, 292, 1, dummy, 1, 0, 1); },
+  ok = throws_code([&] { cpu::vec_dot_type(GgmlType::Q2_K); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::dequantize_row(GgmlType::IQ4_NL, bytes, dummy, 32); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::quantize_row(GgmlType::Q3_K, dummy, bytes, 256); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::vec_dot(GgmlType::IQ4_NL, 32, bytes, bytes); }, ErrorCode::Unsupported) &&
+       throws_code([&] { cpu::matmul(GgmlType::Q2_K, 256, bytes, 84, bytes, 292, 1, dummy, 1, 0, 1); },
                    ErrorCode::Unsupported);
   check(ok, "unsupported types throw E_UNSUPPORTED from every entry point");
   try {
-    cpu::matmul(GgmlType::Q4_0, 32, bytes, 18, bytes, 34, 1, dummy, 1, 0, 1);
+    cpu::matmul(GgmlType::IQ4_NL, 32, bytes, 18, bytes, 34, 1, dummy, 1, 0, 1);
     ok = false;
   } catch (const weft::Error& e) {
-    ok = std::string(e.what()).find("Q4_0") != std::string::npos;
+    ok = std::string(e.what()).find("IQ4_NL") != std::string::npos;
   }
   check(ok, "the E_UNSUPPORTED message names the type");
   ok = throws_code([&] { cpu::vec_dot(GgmlType::Q8_0, 40, bytes, bytes); }, ErrorCode::InvalidArgument) &&
@@ -693,6 +767,7 @@ int main() {
   test_bf16_conversions();
   test_quantize();
   test_vec_dot();
+  test_attention();
   test_matmul();
   test_matmul_threads();
   test_thread_pool();
