@@ -9,9 +9,29 @@ namespace weft {
 
 namespace {
 
-// Architectures whose graph forward.cc implements. Both are decoder-only transformers with
-// RMSNorm, RoPE, GQA and SwiGLU; qwen2 adds q/k/v biases and the neox RoPE layout.
-bool known_arch(const std::string& a) { return a == "llama" || a == "qwen2"; }
+// Architectures whose graph forward.cc implements: decoder-only transformers with RMSNorm, RoPE,
+// GQA and SwiGLU. qwen2 adds q/k/v biases and the neox RoPE layout; qwen3 has no biases but
+// RMS-normalizes every Q and K head before RoPE (neox as well), and its head size is its own
+// (attention.key_length), not n_embd / n_head.
+struct Arch {
+  const char* name;
+  RopeType rope;
+  bool qk_norm;
+};
+constexpr Arch kArchs[] = {
+    {"llama", RopeType::Norm, false},
+    {"qwen2", RopeType::Neox, false},
+    {"qwen3", RopeType::Neox, true},
+};
+
+const Arch& find_arch(const std::string& name, const std::string& path) {
+  std::string known;
+  for (const Arch& a : kArchs) {
+    if (name == a.name) return a;
+    known += (known.empty() ? "" : ", ") + std::string(a.name);
+  }
+  fail(ErrorCode::Unsupported, "model '" + path + "' has architecture '" + name + "', which weft does not support (it runs " + known + ")");
+}
 
 class Loader {
  public:
@@ -31,13 +51,14 @@ class Loader {
     const GgufValue* v = f_.find(key);
     return v ? checked(key, v->as_int(key), max) : dflt;
   }
+  float f32(const std::string& suffix) const {
+    const std::string key = arch_ + "." + suffix;
+    return positive(key, require(key).as_double(key));
+  }
   float f32_or(const std::string& suffix, float dflt) const {
     const std::string key = arch_ + "." + suffix;
     const GgufValue* v = f_.find(key);
-    if (!v) return dflt;
-    const double d = v->as_double(key);
-    if (!std::isfinite(d) || d <= 0) fail(ErrorCode::ModelFormat, "metadata '" + key + "' = " + std::to_string(d) + " must be positive");
-    return static_cast<float>(d);
+    return v ? positive(key, v->as_double(key)) : dflt;
   }
 
   const GgufTensor* tensor(const std::string& name, bool required = true) const {
@@ -74,6 +95,10 @@ class Loader {
   }
 
  private:
+  static float positive(const std::string& key, double d) {
+    if (!std::isfinite(d) || d <= 0) fail(ErrorCode::ModelFormat, "metadata '" + key + "' = " + std::to_string(d) + " must be positive");
+    return static_cast<float>(d);
+  }
   int32_t checked(const std::string& key, int64_t v, int64_t max) const {
     if (v < 0 || v > max) fail(ErrorCode::ModelFormat, "metadata '" + key + "' = " + std::to_string(v) + " is out of range");
     return static_cast<int32_t>(v);
@@ -88,6 +113,69 @@ class Loader {
   const std::string& arch_;
 };
 
+// The per-pair angle divisors that Llama 3.x's "llama3" RoPE scaling implies, computed as
+// llama.cpp's converter computes the rope_freqs.weight tensor it writes for such models: pairs
+// whose wavelength is short next to the original context keep their frequency, long ones are
+// slowed by `factor`, and those in between are interpolated smoothly.
+std::vector<float> llama3_freq_factors(const Loader& L, const HParams& hp) {
+  constexpr double kPi = 3.14159265358979323846;
+  const double factor = L.f32("rope.scaling.factor");
+  const double low = L.f32_or("rope.scaling.low_freq_factor", 1.0f);
+  const double high = L.f32_or("rope.scaling.high_freq_factor", 4.0f);
+  const double orig_ctx = L.u32_or("rope.scaling.original_context_length", 8192);
+  if (low == high || orig_ctx < 1) {
+    fail(ErrorCode::ModelFormat, "llama3 RoPE scaling needs low_freq_factor != high_freq_factor and original_context_length >= 1");
+  }
+  const double low_wavelen = orig_ctx / low, high_wavelen = orig_ctx / high;
+  std::vector<float> out(static_cast<size_t>(hp.n_rot / 2));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double wavelen = 2 * kPi / std::pow(double(hp.rope_theta), -2.0 * double(i) / hp.n_rot);
+    if (wavelen < high_wavelen) {
+      out[i] = 1.0f;
+    } else if (wavelen > low_wavelen) {
+      out[i] = static_cast<float>(factor);
+    } else {
+      const double smooth = (orig_ctx / wavelen - low) / (high - low);
+      out[i] = static_cast<float>(1.0 / ((1.0 - smooth) / factor + smooth));
+    }
+  }
+  return out;
+}
+
+// RoPE scaling as llama.cpp reads it. A rope_freqs.weight tensor (per-pair angle divisors) is
+// honoured whatever the keys say, as llama.cpp does; rope.scaling.type defaults to linear when
+// only a factor is given (again as llama.cpp); "llama3" given only as keys becomes the divisors
+// the converter would have baked in (a file with the tensor already has them). YaRN and LongRoPE
+// change more than the angles (attention factor, ramps, two factor sets), so they are refused
+// rather than run wrong.
+void read_rope_scaling(const GgufFile& f, const Loader& L, HParams& hp) {
+  const size_t n_pairs = static_cast<size_t>(hp.n_rot / 2);
+  if (const float* t = L.vector("rope_freqs.weight", int64_t(n_pairs), false)) {
+    for (size_t i = 0; i < n_pairs; ++i) {
+      if (!std::isfinite(t[i]) || t[i] <= 0) {
+        fail(ErrorCode::ModelFormat, "rope_freqs.weight[" + std::to_string(i) + "] = " + std::to_string(t[i]) + " must be positive");
+      }
+    }
+    hp.rope_freq_factors.assign(t, t + n_pairs);
+  }
+
+  const std::string type_key = hp.arch + ".rope.scaling.type";
+  const bool has_factor = f.find(hp.arch + ".rope.scaling.factor") || f.find(hp.arch + ".rope.scale_linear");
+  std::string type = has_factor ? "linear" : "none";
+  if (const GgufValue* v = f.find(type_key)) {
+    if (v->type != GgufType::STRING) fail(ErrorCode::ModelFormat, "metadata '" + type_key + "' must be a string");
+    type = v->s;
+  }
+  if (type == "none") return;
+  if (type == "linear") {
+    hp.rope_freq_scale = 1.0f / L.f32_or("rope.scaling.factor", L.f32_or("rope.scale_linear", 1.0f));
+  } else if (type == "llama3") {
+    if (hp.rope_freq_factors.empty()) hp.rope_freq_factors = llama3_freq_factors(L, hp);
+  } else {
+    fail(ErrorCode::Unsupported, "RoPE scaling type '" + type + "' (" + type_key + ") is not supported; weft runs none, linear and llama3");
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Model> Model::load(const std::string& path) {
@@ -101,7 +189,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   }
   HParams& hp = m->hp_;
   hp.arch = archv->s;
-  if (!known_arch(hp.arch)) fail(ErrorCode::Unsupported, "architecture '" + hp.arch + "' is not supported (weft runs llama, qwen2)");
+  const Arch& arch = find_arch(hp.arch, path);
   const Loader L(f, hp.arch);
 
   hp.n_embd = L.u32("embedding_length");
@@ -128,13 +216,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   if (hp.n_rot > hp.head_dim || hp.n_rot % 2 != 0) fail(ErrorCode::ModelFormat, "rope.dimension_count " + std::to_string(hp.n_rot) + " is invalid");
   hp.rope_theta = L.f32_or("rope.freq_base", 10000.0f);
   hp.rms_eps = L.f32_or("attention.layer_norm_rms_epsilon", 1e-5f);
-  hp.rope_type = hp.arch == "qwen2" ? RopeType::Neox : RopeType::Norm;
-  if (f.find(hp.arch + ".rope.scaling.type") || f.find_tensor("rope_freqs.weight")) {
-    const GgufValue* st = f.find(hp.arch + ".rope.scaling.type");
-    if (f.find_tensor("rope_freqs.weight") || (st && st->type == GgufType::STRING && st->s != "none")) {
-      fail(ErrorCode::Unsupported, "RoPE scaling is not supported yet");
-    }
-  }
+  hp.rope_type = arch.rope;
+  read_rope_scaling(f, L, hp);
 
   const GgufTensor* emb = L.tensor("token_embd.weight");
   if (emb->n_dims != 2 || emb->ne[0] != hp.n_embd) fail(ErrorCode::ModelFormat, "token_embd.weight does not have n_embd columns");
@@ -160,6 +243,10 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     w.bq = L.vector(p + "attn_q.bias", q_dim, false);
     w.bk = L.vector(p + "attn_k.bias", kv_dim, false);
     w.bv = L.vector(p + "attn_v.bias", kv_dim, false);
+    if (arch.qk_norm) {
+      w.q_norm = L.vector(p + "attn_q_norm.weight", hp.head_dim);
+      w.k_norm = L.vector(p + "attn_k_norm.weight", hp.head_dim);
+    }
     w.ffn_norm = L.vector(p + "ffn_norm.weight", hp.n_embd);
     w.w_gate = L.matrix(p + "ffn_gate.weight", hp.n_embd, hp.n_ff);
     w.w_up = L.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);

@@ -26,6 +26,10 @@ struct HParams {
   int32_t n_ff = 0;
   int32_t n_ctx_train = 0;
   float rope_theta = 10000.0f;
+  // RoPE scaling: pair i at position p turns by p * rope_freq_scale * theta^(-2i/n_rot) /
+  // rope_freq_factors[i], as llama.cpp's ggml_rope_ext computes it (no factors: 1).
+  float rope_freq_scale = 1.0f;              // linear scaling: 1 / factor
+  std::vector<float> rope_freq_factors;      // [n_rot/2] or empty (Llama 3.x "llama3" scaling)
   float rms_eps = 1e-5f;
   RopeType rope_type = RopeType::Norm;
   bool tied_output = false;
@@ -47,6 +51,8 @@ struct LayerWeights {
   const float* bq = nullptr;         // optional biases (qwen2): [n_head*hd], [n_kv*hd], [n_kv*hd]
   const float* bk = nullptr;
   const float* bv = nullptr;
+  const float* q_norm = nullptr;     // qwen3: per-head RMSNorm of Q and K before RoPE, [hd] each
+  const float* k_norm = nullptr;
   const float* ffn_norm = nullptr;   // [n_embd]
   Weight w_gate, w_up, w_down;       // [n_ff, n_embd] x2, [n_embd, n_ff]
 };

@@ -1,0 +1,301 @@
+// Architectures and RoPE variants against a plain float64 reference forward pass
+// (helpers/ref-forward.ts): first the reference itself against llama.cpp's logits on real files,
+// then weft against the reference on small random-weight models written here: qwen3 (per-head
+// Q/K norms, head size of its own, GQA), Llama 3.x RoPE scaling from a rope_freqs tensor or from
+// its keys, linear scaling. And the files weft must refuse, with the right code.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadModel, type LoadOptions } from '../lib/index.js';
+import { GgufValueType as T } from '../lib/gguf/types.js';
+import { arr, bool, f32, str, u32, writeGguf, type MetaEntry, type TensorSpec } from '../lib/gguf/writer.js';
+import { llama3FreqFactors, RefModel } from './helpers/ref-forward.js';
+import { HAVE_REFDATA, refF32, refJson, refPath } from './refdata.js';
+
+let dir = '';
+beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'weft-archs-')); });
+afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+const maxAbs = (xs: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < xs.length; i++) m = Math.max(m, Math.abs(xs[i]));
+  return m;
+};
+const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+const flat = (rows: Float64Array[]) => {
+  const out = new Float64Array(rows.length * rows[0].length);
+  rows.forEach((r, i) => out.set(r, i * r.length));
+  return out;
+};
+
+describe.skipIf(!HAVE_REFDATA)('the float64 reference matches llama.cpp', () => {
+  const dataOffsets = new Map<string, number>(
+    refJson<{ models: { file: string; tensor_data_section_file_offset: number }[] }>('models', 'models.json')
+      .models.map((m) => [m.file, m.tensor_data_section_file_offset]),
+  );
+  it.each(['llama-mha-odd-f32', 'stories260Ktok512'])('%s (F32) within 1e-3 on every logit', async (name) => {
+    const ref = refJson<{ model_file: string; prompt: { tokens: number[] }; logits: { file: string } }>('refs', `${name}.promptA.json`);
+    const model = await RefModel.load(refPath(ref.model_file), dataOffsets.get(path.basename(ref.model_file))!);
+    const ours = flat(model.forward(ref.prompt.tokens));
+    const theirs = refF32('refs', ref.logits.file);
+    expect(ours.length).toBe(theirs.length);
+    const d = maxDiff(ours, theirs);
+    console.log(`[ref-forward] ${name}: max |reference - llama.cpp| ${d.toExponential(2)}`);
+    expect(d).toBeLessThan(1e-3);
+  });
+});
+
+// ---- small random-weight models --------------------------------------------------------------
+
+interface Spec {
+  arch: 'llama' | 'qwen2' | 'qwen3';
+  embd: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  /** Written as attention.key_length/value_length when given. */
+  headDim?: number;
+  ff: number;
+  ropeBase: number;
+  tied: boolean;
+  qkNorm: boolean;
+  /** q/k/v biases (qwen2 has them). */
+  biases?: boolean;
+  /** rope_freqs.weight, one value per rotated pair. */
+  ropeFreqs?: Float32Array;
+  extraMeta?: MetaEntry[];
+  /** Tensors left out (to test refusals). */
+  omit?: string[];
+  /** Each tensor's values depend only on this and its name, so specs that differ in one tensor share the rest. */
+  seed: number;
+}
+
+/** llama-spm style vocabulary: unk, bos, eos, the 256 byte tokens, then letters. */
+function vocab(): { tokens: string[]; scores: Float32Array; types: Int32Array } {
+  const tokens = ['<unk>', '<s>', '</s>'];
+  for (let b = 0; b < 256; b++) tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
+  for (const c of 'abcdefghijklmnopqrstuvwxyz') tokens.push(`▁${c}`, c);
+  const types = Int32Array.from(tokens, (_, i) => (i === 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1));
+  const scores = Float32Array.from(tokens, (_, i) => (i < 259 ? 0 : -(i - 259)));
+  return { tokens, scores, types };
+}
+const VOCAB = vocab();
+const N_VOCAB = VOCAB.tokens.length;
+
+/** Deterministic N(mean, std^2) draws: an LCG through Box-Muller. */
+function gaussians(n: number, seed: number, std: number, mean = 0): Float32Array {
+  let s = seed >>> 0;
+  const uni = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 1) / 4294967297;
+  return Float32Array.from({ length: n }, () => mean + std * Math.sqrt(-2 * Math.log(uni())) * Math.cos(2 * Math.PI * uni()));
+}
+
+/**
+ * Weights scaled as refdata's random models are (MANIFEST.md 1.3): the output rows get a
+ * log-normal scale so that greedy picks have clear margins.
+ */
+function modelFile(s: Spec): { meta: MetaEntry[]; tensors: TensorSpec[] } {
+  const a = s.arch;
+  const hd = s.headDim ?? s.embd / s.heads;
+  const meta: MetaEntry[] = [
+    str('general.architecture', a), str('general.name', `archs-${a}`),
+    u32(`${a}.context_length`, 4096), u32(`${a}.embedding_length`, s.embd), u32(`${a}.block_count`, s.layers),
+    u32(`${a}.feed_forward_length`, s.ff), u32(`${a}.attention.head_count`, s.heads),
+    u32(`${a}.attention.head_count_kv`, s.kvHeads), f32(`${a}.rope.freq_base`, s.ropeBase),
+    f32(`${a}.attention.layer_norm_rms_epsilon`, 1e-6),
+    ...(s.headDim ? [u32(`${a}.attention.key_length`, hd), u32(`${a}.attention.value_length`, hd)] : []),
+    ...(s.extraMeta ?? []),
+    str('tokenizer.ggml.model', 'llama'), str('tokenizer.ggml.pre', 'default'),
+    arr('tokenizer.ggml.tokens', T.STRING, VOCAB.tokens), arr('tokenizer.ggml.scores', T.FLOAT32, VOCAB.scores),
+    arr('tokenizer.ggml.token_type', T.INT32, VOCAB.types),
+    u32('tokenizer.ggml.bos_token_id', 1), u32('tokenizer.ggml.eos_token_id', 2), u32('tokenizer.ggml.unknown_token_id', 0),
+    bool('tokenizer.ggml.add_bos_token', true),
+  ];
+  const seed = (name: string) => {
+    let h = Math.imul(s.seed, 0x9e3779b1);
+    for (const ch of name) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
+    return h >>> 0;
+  };
+  const e = 1 / Math.sqrt(s.embd);
+  const draw = (name: string, n: number, std: number, mean = 0): TensorSpec =>
+    ({ name, type: 'F32', shape: [n], data: gaussians(n, seed(name), std, mean) });
+  const mat = (name: string, cols: number, rows: number, std: number): TensorSpec =>
+    ({ ...draw(name, cols * rows, std), shape: [cols, rows] });
+  const vec = (name: string, n: number) => draw(name, n, 0.1, 1);
+  const rowScale = gaussians(N_VOCAB, seed('row scale'), 0.5).map(Math.exp);
+  const out = gaussians(N_VOCAB * s.embd, seed('output'), 3 * e).map((v, i) => v * rowScale[Math.floor(i / s.embd)]);
+  const tensors: TensorSpec[] = [
+    s.tied ? { name: 'token_embd.weight', type: 'F32', shape: [s.embd, N_VOCAB], data: out } : mat('token_embd.weight', s.embd, N_VOCAB, 1),
+    vec('output_norm.weight', s.embd),
+  ];
+  if (!s.tied) tensors.push({ name: 'output.weight', type: 'F32', shape: [s.embd, N_VOCAB], data: out });
+  if (s.ropeFreqs) tensors.push({ name: 'rope_freqs.weight', type: 'F32', shape: [s.ropeFreqs.length], data: s.ropeFreqs });
+  const q = s.heads * hd, kv = s.kvHeads * hd;
+  for (let l = 0; l < s.layers; l++) {
+    const p = `blk.${l}.`;
+    tensors.push(
+      vec(p + 'attn_norm.weight', s.embd), mat(p + 'attn_q.weight', s.embd, q, 1.5 * e), mat(p + 'attn_k.weight', s.embd, kv, e),
+      mat(p + 'attn_v.weight', s.embd, kv, e), mat(p + 'attn_output.weight', q, s.embd, 0.7 / Math.sqrt(q)),
+    );
+    if (s.biases ?? s.arch === 'qwen2') {
+      tensors.push(draw(p + 'attn_q.bias', q, 0.5), draw(p + 'attn_k.bias', kv, 0.5), draw(p + 'attn_v.bias', kv, 0.5));
+    }
+    // Q/K norm weights far from 1 so that a skipped or misplaced norm shows.
+    if (s.qkNorm) tensors.push(draw(p + 'attn_q_norm.weight', hd, 0.5, 1.5), draw(p + 'attn_k_norm.weight', hd, 0.5, 1.5));
+    tensors.push(
+      vec(p + 'ffn_norm.weight', s.embd), mat(p + 'ffn_gate.weight', s.embd, s.ff, e), mat(p + 'ffn_up.weight', s.embd, s.ff, e),
+      mat(p + 'ffn_down.weight', s.ff, s.embd, 1.4 / Math.sqrt(s.ff)),
+    );
+  }
+  return { meta, tensors: tensors.filter((t) => !s.omit?.includes(t.name)) };
+}
+
+async function write(name: string, s: Spec): Promise<{ file: string; dataOffset: number }> {
+  const file = path.join(dir, `${name}.gguf`);
+  const { meta, tensors } = modelFile(s);
+  const layout = await writeGguf(file, meta, tensors);
+  return { file, dataOffset: layout.dataOffset };
+}
+
+async function weftLogits(file: string, prompt: number[], opts: LoadOptions = {}): Promise<Float32Array> {
+  const model = await loadModel(file, { threads: 2, kvType: 'f32', kvCacheTokens: 512, ...opts });
+  try {
+    return await model.evaluate(prompt, { allLogits: true });
+  } finally {
+    await model.dispose();
+  }
+}
+
+async function weftGreedy(file: string, prompt: number[], n: number): Promise<number[]> {
+  const model = await loadModel(file, { threads: 2, kvType: 'f32', kvCacheTokens: 512 });
+  try {
+    return (await model.generate(prompt, { temperature: 0, maxTokens: n }).result).tokens;
+  } finally {
+    await model.dispose();
+  }
+}
+
+// 80 tokens: longer than one 64-position softmax chunk and several 16-slot KV blocks.
+const PROMPT = Array.from({ length: 80 }, (_, i) => (i === 0 ? 1 : 259 + ((i * 37) % 52)));
+const REL_TOL = 1e-4;
+
+const BASE = { embd: 64, layers: 2, heads: 4, kvHeads: 2, ff: 96, ropeBase: 10000, tied: false, qkNorm: false } as const;
+const LLAMA3 = { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, origCtx: 64 };
+const llama3Keys = (p = LLAMA3): MetaEntry[] => [
+  str('llama.rope.scaling.type', 'llama3'), f32('llama.rope.scaling.factor', p.factor),
+  f32('llama.rope.scaling.low_freq_factor', p.lowFreqFactor), f32('llama.rope.scaling.high_freq_factor', p.highFreqFactor),
+  u32('llama.rope.scaling.original_context_length', p.origCtx),
+];
+
+// origCtx 64 with head size 16 puts the 8 rotated pairs (wavelengths 6.3 to 19900 positions) in
+// all three llama3 bands: unchanged below 16, interpolated to 64, slowed by 8 above.
+const CASES: { name: string; spec: Spec }[] = [
+  // qwen3: 6 query heads of 24 (144 != 64 = n_embd) over 2 KV heads (groups of 3), tied output.
+  { name: 'qwen3', spec: { ...BASE, arch: 'qwen3', heads: 6, kvHeads: 2, headDim: 24, tied: true, qkNorm: true, ropeBase: 1e6, seed: 11 } },
+  { name: 'qwen3-untied-mqa', spec: { ...BASE, arch: 'qwen3', heads: 4, kvHeads: 1, headDim: 32, qkNorm: true, seed: 12 } },
+  { name: 'llama-rope-freqs', spec: { ...BASE, arch: 'llama', ropeFreqs: Float32Array.from(gaussians(8, 5, 1).map((g) => Math.exp(1.2 * g))), seed: 13 } },
+  { name: 'llama3-keys', spec: { ...BASE, arch: 'llama', extraMeta: llama3Keys(), seed: 14 } },
+  { name: 'llama-linear', spec: { ...BASE, arch: 'llama', extraMeta: [str('llama.rope.scaling.type', 'linear'), f32('llama.rope.scaling.factor', 4)], seed: 15 } },
+  { name: 'qwen2-biases', spec: { ...BASE, arch: 'qwen2', heads: 4, kvHeads: 1, tied: true, ropeBase: 1e6, seed: 16 } },
+];
+
+describe('weft against the float64 reference on random-weight models', () => {
+  for (const c of CASES) {
+    it(`${c.name}: logits within ${REL_TOL} of the logit scale, and the same greedy tokens`, async () => {
+      const { file, dataOffset } = await write(c.name, c.spec);
+      const ref = await RefModel.load(file, dataOffset);
+      const want = flat(ref.forward(PROMPT));
+      const got = await weftLogits(file, PROMPT);
+      const d = maxDiff(got, want), scale = maxAbs(want);
+      console.log(`[archs] ${c.name}: max |weft - reference| ${d.toExponential(2)}, logit scale ${scale.toFixed(2)}`);
+      expect(d).toBeLessThan(REL_TOL * scale);
+
+      // Greedy, as far as the reference's picks are clear (margin above 1e-3) and before an end
+      // of generation, which weft does not report as a token.
+      const g = ref.greedy(PROMPT, 12);
+      const cut = (i: number) => (i < 0 ? g.tokens.length : i);
+      const upTo = Math.min(cut(g.margins.findIndex((m) => m < 1e-3)), cut(g.tokens.indexOf(2)));
+      expect(upTo).toBeGreaterThan(6);
+      expect((await weftGreedy(file, PROMPT, 12)).slice(0, upTo)).toEqual(g.tokens.slice(0, upTo));
+    });
+  }
+
+  it('the RoPE variants really change the logits (so the checks above can fail)', async () => {
+    const plain = await write('llama-plain', { ...BASE, arch: 'llama', seed: 13 });
+    const plainLogits = await weftLogits(plain.file, PROMPT);
+    const scale = maxAbs(plainLogits);
+    for (const name of ['llama-rope-freqs', 'llama-linear']) {
+      const c = CASES.find((x) => x.name === name)!;
+      const other = await weftLogits((await write(name, { ...c.spec, seed: 13 })).file, PROMPT);
+      expect(maxDiff(other, plainLogits), name).toBeGreaterThan(1000 * REL_TOL * scale);
+    }
+    // The qwen3 Q/K norms matter as well: the same weights run as qwen2 (no biases, no norms)
+    // give other logits.
+    const q3 = CASES[0].spec;
+    const asQwen2 = await write('qwen3-as-qwen2', { ...q3, arch: 'qwen2', qkNorm: false, biases: false });
+    const q3Logits = await weftLogits((await write('qwen3', q3)).file, PROMPT);
+    expect(maxDiff(await weftLogits(asQwen2.file, PROMPT), q3Logits)).toBeGreaterThan(1000 * REL_TOL * maxAbs(q3Logits));
+  });
+
+  it('llama3 keys give what the same factors baked into rope_freqs.weight give', async () => {
+    const factors = Float32Array.from(llama3FreqFactors(16, 10000, LLAMA3));
+    expect(new Set(factors).size).toBeGreaterThan(3);  // all three bands are populated
+    expect(factors[0]).toBe(1);
+    expect(factors[7]).toBe(8);
+    const keys = await weftLogits((await write('l3-keys', { ...BASE, arch: 'llama', extraMeta: llama3Keys(), seed: 21 })).file, PROMPT);
+    const tensor = await weftLogits((await write('l3-tensor', { ...BASE, arch: 'llama', ropeFreqs: factors, seed: 21 })).file, PROMPT);
+    // When both are present the tensor wins (llama.cpp's converter writes only the tensor).
+    const both = await weftLogits((await write('l3-both', {
+      ...BASE, arch: 'llama', ropeFreqs: factors, extraMeta: llama3Keys({ ...LLAMA3, factor: 2 }), seed: 21,
+    })).file, PROMPT);
+    const scale = maxAbs(tensor);
+    expect(maxDiff(keys, tensor)).toBeLessThan(1e-5 * scale);
+    expect(maxDiff(both, tensor)).toBeLessThan(1e-5 * scale);
+  });
+
+  it('logits are bit-identical whatever the step size, block size and thread count', async () => {
+    const { file } = await write('qwen3-invariance', { ...CASES[0].spec, seed: 31 });
+    const base = await weftLogits(file, PROMPT, { threads: 2 });
+    for (const opts of [{ threads: 1 }, { stepTokens: 7 }, { blockSize: 5, stepTokens: 30 }, { kvCacheTokens: 100, blockSize: 64 }]) {
+      expect(Array.from(await weftLogits(file, PROMPT, opts)), JSON.stringify(opts)).toEqual(Array.from(base));
+    }
+  });
+});
+
+describe('files weft refuses', () => {
+  it('an unknown architecture is E_UNSUPPORTED naming it', async () => {
+    const file = path.join(dir, 'unknown-arch.gguf');
+    const { meta, tensors } = modelFile({ ...BASE, arch: 'llama', seed: 41 });
+    const renamed = meta.map((e) => (e.key === 'general.architecture' ? str(e.key, 'mamba9') : { ...e, key: e.key.replace(/^llama\./, 'mamba9.') }));
+    await writeGguf(file, renamed, tensors);
+    await expect(loadModel(file)).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringMatching(/'mamba9'.*llama, qwen2, qwen3/) });
+  });
+
+  it.each(['yarn', 'longrope', 'su'])('RoPE scaling type %s is E_UNSUPPORTED naming it', async (type) => {
+    const { file } = await write(`scaling-${type}`, {
+      ...BASE, arch: 'llama', seed: 42, extraMeta: [str('llama.rope.scaling.type', type), f32('llama.rope.scaling.factor', 4)],
+    });
+    await expect(loadModel(file)).rejects.toMatchObject({ code: 'E_UNSUPPORTED', message: expect.stringContaining(`'${type}'`) });
+  });
+
+  it('qwen3 without a Q/K norm tensor is E_MODEL_FORMAT naming the tensor', async () => {
+    const { file } = await write('qwen3-no-knorm', { ...CASES[0].spec, omit: ['blk.1.attn_k_norm.weight'] });
+    await expect(loadModel(file)).rejects.toMatchObject({ code: 'E_MODEL_FORMAT', message: expect.stringContaining("'blk.1.attn_k_norm.weight'") });
+  });
+
+  it('bad RoPE scaling data is E_MODEL_FORMAT', async () => {
+    const bad = async (name: string, s: Partial<Spec>, msg: RegExp) => {
+      const { file } = await write(name, { ...BASE, arch: 'llama', seed: 43, ...s });
+      await expect(loadModel(file)).rejects.toMatchObject({ code: 'E_MODEL_FORMAT', message: expect.stringMatching(msg) });
+    };
+    await bad('freqs-short', { ropeFreqs: new Float32Array(7).fill(1) }, /rope_freqs\.weight/);
+    await bad('freqs-zero', { ropeFreqs: Float32Array.of(1, 1, 1, 0, 1, 1, 1, 1) }, /rope_freqs\.weight\[3\]/);
+    await bad('llama3-no-factor', { extraMeta: [str('llama.rope.scaling.type', 'llama3')] }, /llama\.rope\.scaling\.factor/);
+    await bad('llama3-equal-bands', { extraMeta: llama3Keys({ ...LLAMA3, lowFreqFactor: 2, highFreqFactor: 2 }) }, /low_freq_factor/);
+    await bad('linear-negative', { extraMeta: [str('llama.rope.scaling.type', 'linear'), f32('llama.rope.scaling.factor', -2)] }, /factor/);
+  });
+});
