@@ -94,6 +94,21 @@ describe('BPE merges', () => {
     expect(Array.from(ids, (id) => stream.push(id)).join('') + stream.flush()).toBe('\uFEFFhi');
   });
 
+  it("takes a word that is a token whole under Llama 3's ignore_merges, where merging would split it", () => {
+    // 'abc' is a token, but no merge path reaches it: 'a b' then 'b c' is ranked first.
+    const meta = bpeMeta(tokens, ['b c', 'a b'], { 'tokenizer.ggml.add_bos_token': false });
+    expect(Array.from(createTokenizer(meta).encode('abc'))).toEqual([1, 6]);
+    expect(Array.from(createTokenizer({ ...meta, 'tokenizer.ggml.pre': 'llama-bpe' }).encode('abc'))).toEqual([7]);
+  });
+
+  it('adds BOS by default for Llama 3 vocabularies, as llama.cpp does, unless add_bos_token says no', () => {
+    const meta = bpeMeta(tokens, [], { 'tokenizer.ggml.pre': 'llama-bpe', 'tokenizer.ggml.bos_token_id': 0 });
+    expect(Array.from(createTokenizer(meta).encode('a'))).toEqual([0, 1]);
+    expect(createTokenizer(meta).addBos).toBe(true);
+    expect(Array.from(createTokenizer({ ...meta, 'tokenizer.ggml.add_bos_token': false }).encode('a'))).toEqual([1]);
+    expect(createTokenizer({ ...meta, 'tokenizer.ggml.pre': 'qwen2' }).addBos).toBe(false);
+  });
+
   it('adds no BOS without add_bos_token, and ignores the eos default outside the vocabulary', () => {
     const tok = createTokenizer(bpeMeta(tokens, []));
     expect(tok.encode('a')).toEqual(Int32Array.of(1));
@@ -134,6 +149,16 @@ describe('special tokens', () => {
     expect(tok.decode([IM_END], { special: true })).toBe('<|im_end|>');
     expect(Array.from(tok.encode('<|im_end|>', { addBos: false }))).not.toContain(IM_END);
     expect(Array.from(tok.encode('<|im_end|>', { addBos: false, parseSpecial: true }))).toEqual([IM_END]);
+  });
+
+  it('ends generation at fill-in-the-middle pad, repo and file-separator tokens, by key or by text', () => {
+    const tokens = ['<|endoftext|>', 'a', '<|fim_pad|>', '<reponame>', '<|file_sep|>', '<fim_pad>'];
+    const tok = createTokenizer(bpeMeta(tokens, []));
+    expect(tok.eogIds).toEqual([0, 2, 3, 4]);  // eos; pad: the lowest id of the two texts; repo; sep
+    const byKey = createTokenizer(bpeMeta(tokens, [], { 'tokenizer.ggml.fim_pad_token_id': 5 }));
+    expect(byKey.eogIds).toEqual([0, 3, 4, 5]);
+    // Found by text, they become control tokens: text cannot spell them without special parsing.
+    expect(Array.from(tok.encode('<reponame>'))).not.toContain(3);
   });
 
   it('takes eot and eom ids from their keys', () => {
@@ -191,7 +216,7 @@ describe('errors', () => {
 });
 
 describe('BPE pre-tokenizers', () => {
-  const gpt2 = preTokenizer('gpt-2')!;
+  const gpt2 = preTokenizer('gpt-2')!.regexes;
 
   it("splits as llama.cpp's GPT-2 matcher does: case-sensitive contractions", () => {
     expect(preTokenize("I've We'Ve 'RE", gpt2)).toEqual(['I', "'ve", ' We', "'", 'Ve', " '", 'RE']);
@@ -205,11 +230,22 @@ describe('BPE pre-tokenizers', () => {
   });
 
   it("chains 'default' as llama.cpp does: punctuation, GPT-2, digit runs, ASCII digit triples", () => {
-    expect(preTokenize('Hello, world 12345!', preTokenizer('default')!)).toEqual(['Hello', ',', ' world', ' ', '123', '45', '!']);
+    expect(preTokenize('Hello, world 12345!', preTokenizer('default')!.regexes)).toEqual(['Hello', ',', ' world', ' ', '123', '45', '!']);
   });
 
-  it('knows no other names yet', () => {
-    expect(preTokenizer('qwen2')).toBeUndefined();
+  it('cuts numbers in threes for Llama 3, digit by digit for Qwen2 and SmolLM', () => {
+    const text = "I'M 12345 abc\n\n  x";
+    expect(preTokenize(text, preTokenizer('llama-bpe')!.regexes)).toEqual(['I', "'M", ' ', '123', '45', ' abc', '\n\n', ' ', ' x']);
+    expect(preTokenize(text, preTokenizer('qwen2')!.regexes)).toEqual(['I', "'M", ' ', '1', '2', '3', '4', '5', ' abc', '\n\n', ' ', ' x']);
+    expect(preTokenize(text, preTokenizer('smollm')!.regexes)).toEqual(['I', "'", 'M', ' ', '1', '2', '3', '4', '5', ' abc', '\n\n ', ' x']);
+  });
+
+  it('lets a letter run take one leading symbol in the Llama 3 family, and keeps newlines after punctuation', () => {
+    expect(preTokenize('_foo (bar);\n\nbaz', preTokenizer('qwen2')!.regexes)).toEqual(['_foo', ' (', 'bar', ');\n\n', 'baz']);
+  });
+
+  it('knows only the names it implements', () => {
+    expect(preTokenizer('gpt-4o')).toBeUndefined();
     expect(preTokenizer('toString')).toBeUndefined();
   });
 });

@@ -2,12 +2,13 @@
  * Byte-level BPE as llama.cpp's llm_tokenizer_bpe runs it: pre-tokenize into words, write
  * each word's UTF-8 bytes in GPT-2's byte alphabet, then repeatedly merge the adjacent pair
  * with the lowest rank in tokenizer.ggml.merges (ties: leftmost) and look the final
- * symbols up in the vocabulary.
+ * symbols up in the vocabulary. Pre-tokenizers with ignore_merges (Llama 3) take a word that is
+ * a token as it is: merging could reach a different split of it.
  */
 import { WeftError } from '../errors.js';
 import { byteEncode } from './byte-alphabet.js';
 import { MergeQueue, mergeAdjacent, type Candidate } from './merge-queue.js';
-import { PRE_TOKENIZER_NAMES, preTokenize, preTokenizer } from './pre-tokenizers.js';
+import { PRE_TOKENIZER_NAMES, preTokenize, preTokenizer, type PreTokenizer } from './pre-tokenizers.js';
 import type { Vocab } from './vocab.js';
 
 const encoder = new TextEncoder();
@@ -24,15 +25,15 @@ export class BpeModel {
    * with a space again is unambiguous.
    */
   private readonly ranks = new Map<string, number>();
-  private readonly regexes: readonly RegExp[];
+  private readonly pre: PreTokenizer;
   private readonly cache = new Map<string, readonly number[]>();
 
   constructor(private readonly vocab: Vocab) {
-    const regexes = preTokenizer(vocab.pre);
-    if (!regexes) {
+    const pre = preTokenizer(vocab.pre);
+    if (!pre) {
       throw new WeftError('E_UNSUPPORTED', `BPE pre-tokenizer '${vocab.pre}' is not supported (supported: ${PRE_TOKENIZER_NAMES.join(', ')})`);
     }
-    this.regexes = regexes;
+    this.pre = pre;
     vocab.merges.forEach((merge, rank) => {
       const space = merge.indexOf(' ', 1);
       if (space < 0) return;  // llama.cpp stores it as an ("", "") pair, which no symbols match
@@ -43,10 +44,12 @@ export class BpeModel {
 
   /** Appends the tokens of a text fragment (no special tokens in it). */
   tokenize(text: string, out: number[]): void {
-    for (const word of preTokenize(text, this.regexes)) {
+    for (const word of preTokenize(text, this.pre.regexes)) {
       let ids = this.cache.get(word);
       if (!ids) {
-        ids = this.mergeWord(byteEncode(encoder.encode(word)));
+        const symbols = byteEncode(encoder.encode(word));
+        const whole = this.pre.ignoreMerges ? this.vocab.ids.get(symbols) : undefined;
+        ids = whole !== undefined ? [whole] : this.mergeWord(symbols);
         if (this.cache.size >= WORD_CACHE_LIMIT) this.cache.clear();
         this.cache.set(word, ids);
       }

@@ -28,6 +28,9 @@ export class VocabTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bos: number | undefined;
   readonly eos: number | undefined;
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  readonly eogIds: readonly number[];
   private readonly spm: SpmModel | undefined;
   private readonly bpe: BpeModel | undefined;
   /** [n_vocab] each token's piece as rendered with special = true, built on first use. */
@@ -38,6 +41,9 @@ export class VocabTokenizer implements Tokenizer {
     this.vocabSize = vocab.tokens.length;
     this.bos = vocab.bos;
     this.eos = vocab.eos;
+    this.addBos = vocab.addBos;
+    this.addEos = vocab.addEos;
+    this.eogIds = Object.freeze([...vocab.eog].sort((a, b) => a - b));
     this.spm = this.kind === 'spm' ? new SpmModel(vocab) : undefined;
     this.bpe = this.kind === 'bpe' ? new BpeModel(vocab) : undefined;
     this.pieces = new Array<Uint8Array | undefined>(this.vocabSize);

@@ -22,6 +22,11 @@ export interface Tokenizer {
   readonly vocabSize: number;
   readonly bos: number | undefined;
   readonly eos: number | undefined;
+  /** Whether encode() puts BOS first / EOS last when not told (the model's add_bos/add_eos). */
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  /** The tokens that end generation (see isEog), ascending. */
+  readonly eogIds: readonly number[];
   encode(text: string, opts?: EncodeOptions): Int32Array;
   /**
    * The tokens' pieces concatenated (llama.cpp's token_to_piece), bytes that are not valid

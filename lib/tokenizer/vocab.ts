@@ -6,6 +6,7 @@
  */
 import { WeftError } from '../errors.js';
 import type { GgufMetadata, GgufValue } from '../gguf/types.js';
+import { preTokenizer } from './pre-tokenizers.js';
 
 /** llama.cpp's token attributes (bit flags); GGUF stores a token *type* that maps onto them. */
 export const Attr = {
@@ -30,6 +31,18 @@ const EOG_TEXTS = new Set([
   '<|eot_id|>', '<|im_end|>', '<|end|>', '<end_of_turn>', '<|endoftext|>', '<|eom_id|>',
   '<EOT>', '_<EOT>', '<|end_of_text|>', '<｜end▁of▁sentence｜>',
 ]);
+
+/**
+ * Fill-in-the-middle padding, repository-name and file-separator tokens: llama.cpp ends
+ * generation at these too (a code model that opens another file is done with this one). Each
+ * comes from its key, else from its text; where several texts match, llama.cpp takes whichever
+ * its hash map yields first, we the lowest id.
+ */
+const FIM_EOG: readonly (readonly [key: string, texts: readonly string[]])[] = [
+  ['fim_pad_token_id', ['<|fim_pad|>', '<fim-pad>', '<fim_pad>', '<PAD>']],
+  ['fim_rep_token_id', ['<|fim_repo|>', '<|repo_name|>', '<fim-repo>', '<REPO>', '<reponame>']],
+  ['fim_sep_token_id', ['<|file_sep|>']],
+];
 
 export type TokenizerModel = 'llama' | 'gpt2';
 
@@ -133,7 +146,9 @@ export function readVocab(meta: GgufMetadata): Vocab {
   const eot = specialId(meta, 'eot_token_id', n, undefined);
   const eom = specialId(meta, 'eom_token_id', n, undefined);
 
-  const addBos = bool(meta, 'add_bos_token') ?? spm;
+  const pre = spm ? '' : (str(meta, 'pre') || 'default');
+  // Defaults as llama.cpp's: SPM adds BOS, BPE only for pre-tokenizers that say so (Llama 3).
+  const addBos = bool(meta, 'add_bos_token') ?? (spm || (preTokenizer(pre)?.addBos ?? false));
   const addEos = bool(meta, 'add_eos_token') ?? false;
   const addSpacePrefix = bool(meta, 'add_space_prefix') ?? spm;
   if (addBos && bos === undefined) throw formatError(`${K}add_bos_token is true but there is no valid bos_token_id`);
@@ -147,6 +162,17 @@ export function readVocab(meta: GgufMetadata): Vocab {
     }
   }
   for (const id of [eos, eot, eom]) if (id !== undefined) eog.add(id);
+  for (const [key, texts] of FIM_EOG) {
+    const byKey = specialId(meta, key, n, undefined);
+    if (byKey !== undefined) {
+      eog.add(byKey);
+      continue;
+    }
+    const found = texts.map((t) => ids.get(t)).filter((i) => i !== undefined).sort((a, b) => a - b);
+    if (found.length === 0) continue;
+    eog.add(found[0]);
+    attrs[found[0]] |= Attr.CONTROL;  // as llama.cpp does with every special token it finds by text
+  }
 
   const specials: number[] = [];
   for (let i = 0; i < n; i++) if (attrs[i] & (Attr.CONTROL | Attr.USER_DEFINED | Attr.UNKNOWN)) specials.push(i);
@@ -160,6 +186,5 @@ export function readVocab(meta: GgufMetadata): Vocab {
     merges = m as string[];
   }
 
-  const pre = spm ? '' : (str(meta, 'pre') || 'default');
   return { model, pre, tokens, scores, attrs, ids, bos, eos, unk, addBos, addEos, addSpacePrefix, eog, specials, merges };
 }
