@@ -1,9 +1,12 @@
 import { WeftError, toWeftError } from './errors.js';
 import type { StreamDecoder } from './tokenizer/index.js';
+import type { RequestEnd } from './scheduler/sequence.js';
 
 /** One generated token, as streamed. */
 export interface TokenEvent {
-  /** Index of the token among the generated ones. */
+  /** Which trajectory it belongs to (0 unless the request asked for n > 1). */
+  trajectory: number;
+  /** Index of the token among its trajectory's generated ones. */
   index: number;
   token: number;
   /**
@@ -19,21 +22,34 @@ export interface TokenEvent {
 
 export type FinishReason = 'eos' | 'stop' | 'length';
 
-export interface GenerationResult {
+/** One sampled continuation of the prompt. */
+export interface TrajectoryResult {
   text: string;
   tokens: number[];
   finishReason: FinishReason;
-  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
-  /** Mean and lowest token confidence over the generated tokens (NaN when none). */
+  /** Mean and lowest token confidence over its generated tokens (NaN when none). */
   meanConfidence: number;
-  minConfidence: number;
+  lowestConfidence: number;
+}
+
+/** The result of a generation: trajectory 0's fields at the top, every trajectory in `trajectories`. */
+export interface GenerationResult extends TrajectoryResult {
+  trajectories: TrajectoryResult[];
+  usage: {
+    promptTokens: number;
+    /** Prompt tokens whose K/V was reused from the prefix cache instead of computed. */
+    cachedPromptTokens: number;
+    /** Over all trajectories. */
+    completionTokens: number;
+    totalTokens: number;
+  };
   elapsedMs: number;
 }
 
 /**
- * A generation in progress: an async iterable of TokenEvents and a `result` promise. Both
- * fail with the same WeftError (E_ABORTED after an abort). Events are buffered, so a caller may
- * iterate late or only await `result`.
+ * A generation in progress: an async iterable of TokenEvents (of every trajectory, in the order
+ * they were produced) and a `result` promise. Both fail with the same WeftError (E_ABORTED after
+ * an abort). Events are buffered, so a caller may iterate late or only await `result`.
  */
 export class Generation implements AsyncIterable<TokenEvent> {
   readonly result: Promise<GenerationResult>;
@@ -41,47 +57,34 @@ export class Generation implements AsyncIterable<TokenEvent> {
   private ended = false;
   private error: WeftError | null = null;
   private wake: (() => void) | null = null;
-
-  private readonly tokens: number[] = [];
-  private text = '';        // decoded so far, stop strings not yet cut
-  private emitted = 0;      // chars of `text` already handed out in events
-  private stopAt = -1;      // index in `text` where a stop string begins
-  private confSum = 0;
-  private confMin = Infinity;
-  private held: TokenEvent | null = null;  // last event, while its text may still grow
+  private readonly trajectories: TrajectoryText[];
   private readonly started = performance.now();
 
   /** @internal built by Model.generate */
   constructor(
-    private readonly decoder: StreamDecoder,
-    private readonly stops: readonly string[],
+    newDecoder: () => StreamDecoder,
+    stops: readonly string[],
+    n: number,
     private readonly promptTokens: number,
-    run: (gen: Generation) => Promise<'eos' | 'length' | 'callback'>,
+    run: (gen: Generation) => Promise<RequestEnd>,
   ) {
+    const emit = (ev: TokenEvent) => {
+      this.events.push(ev);
+      this.wake?.();
+      this.wake = null;
+    };
+    this.trajectories = Array.from({ length: n }, (_, i) => new TrajectoryText(i, newDecoder(), stops, emit));
     this.result = run(this).then(
-      (end) => this.complete(end === 'callback' ? 'stop' : end),
+      (end) => this.complete(end),
       (e) => this.fail(toWeftError(e)),
     );
     // A caller that only iterates must not see an unhandled rejection of `result`.
     this.result.catch(() => {});
   }
 
-  /** @internal Adds a token; returns true when a stop string has ended the generation. */
-  push(ev: Omit<TokenEvent, 'index' | 'text'>): boolean {
-    this.tokens.push(ev.token);
-    this.confSum += ev.confidence;
-    this.confMin = Math.min(this.confMin, ev.confidence);
-    this.text += this.decoder.push(ev.token);
-    const text = this.releasable();
-    if (this.held) this.emit(this.held);
-    const event = { ...ev, index: this.tokens.length - 1, text };
-    // An event whose text is still incomplete (held back as a possible stop-string prefix, or
-    // bytes of an unfinished character) waits, so whatever completes it at the end of the
-    // generation lands in the stream too.
-    const incomplete = this.stopAt < 0 && (text === '' || this.emitted < this.text.length);
-    this.held = incomplete ? event : null;
-    if (!incomplete) this.emit(event);
-    return this.stopAt >= 0;
+  /** @internal Adds a token to a trajectory; returns true when a stop string has ended it. */
+  push(trajectory: number, ev: Omit<TokenEvent, 'index' | 'text' | 'trajectory'>): boolean {
+    return this.trajectories[trajectory].push(ev);
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
@@ -94,6 +97,88 @@ export class Generation implements AsyncIterable<TokenEvent> {
       if (this.ended) return;
       await new Promise<void>((r) => { this.wake = r; });
     }
+  }
+
+  private complete(end: RequestEnd): GenerationResult {
+    const trajectories = this.trajectories.map((t, i) => t.finish(end.ends[i] === 'callback' ? 'stop' : end.ends[i]));
+    this.ended = true;
+    this.wake?.();
+    const completionTokens = trajectories.reduce((n, t) => n + t.tokens.length, 0);
+    return {
+      ...trajectories[0],
+      trajectories,
+      usage: {
+        promptTokens: this.promptTokens,
+        cachedPromptTokens: end.cachedPromptTokens,
+        completionTokens,
+        totalTokens: this.promptTokens + completionTokens,
+      },
+      elapsedMs: performance.now() - this.started,
+    };
+  }
+
+  private fail(e: WeftError): never {
+    this.error = e;
+    this.ended = true;
+    this.wake?.();
+    throw e;
+  }
+}
+
+/**
+ * One trajectory's text: decodes its tokens, cuts it at the first stop string, and holds back
+ * text that might still become one, so no event ever shows text past a stop.
+ */
+class TrajectoryText {
+  private readonly tokens: number[] = [];
+  private text = '';        // decoded so far, stop strings not yet cut
+  private emitted = 0;      // chars of `text` already handed out in events
+  private stopAt = -1;      // index in `text` where a stop string begins
+  private confSum = 0;
+  private confMin = Infinity;
+  private held: TokenEvent | null = null;  // last event, while its text may still grow
+
+  constructor(
+    private readonly trajectory: number,
+    private readonly decoder: StreamDecoder,
+    private readonly stops: readonly string[],
+    private readonly emit: (ev: TokenEvent) => void,
+  ) {}
+
+  push(ev: Omit<TokenEvent, 'index' | 'text' | 'trajectory'>): boolean {
+    this.tokens.push(ev.token);
+    this.confSum += ev.confidence;
+    this.confMin = Math.min(this.confMin, ev.confidence);
+    this.text += this.decoder.push(ev.token);
+    const text = this.releasable();
+    if (this.held) this.emit(this.held);
+    const event = { trajectory: this.trajectory, ...ev, index: this.tokens.length - 1, text };
+    // An event whose text is still incomplete (held back as a possible stop-string prefix, or
+    // bytes of an unfinished character) waits, so whatever completes it at the end of the
+    // generation lands in the stream too.
+    const incomplete = this.stopAt < 0 && (text === '' || this.emitted < this.text.length);
+    this.held = incomplete ? event : null;
+    if (!incomplete) this.emit(event);
+    return this.stopAt >= 0;
+  }
+
+  finish(reason: 'eos' | 'length' | 'stop'): TrajectoryResult {
+    if (this.stopAt < 0) this.text += this.decoder.flush();
+    const end = this.stopAt >= 0 ? this.stopAt : this.text.length;
+    if (this.held) {
+      this.held.text += this.text.slice(this.emitted, end);
+      this.emit(this.held);
+      this.held = null;
+    }
+    this.emitted = end;
+    const n = this.tokens.length;
+    return {
+      text: this.text.slice(0, end),
+      tokens: [...this.tokens],
+      finishReason: this.stopAt >= 0 ? 'stop' : reason,
+      meanConfidence: n ? this.confSum / n : NaN,
+      lowestConfidence: n ? this.confMin : NaN,
+    };
   }
 
   // Text that can be shown now: up to a stop string if one appeared, else all but a tail that
@@ -110,42 +195,6 @@ export class Generation implements AsyncIterable<TokenEvent> {
     const out = end > this.emitted ? this.text.slice(this.emitted, end) : '';
     this.emitted = Math.max(this.emitted, end);
     return out;
-  }
-
-  private emit(ev: TokenEvent): void {
-    this.events.push(ev);
-    this.wake?.();
-    this.wake = null;
-  }
-
-  private complete(reason: 'eos' | 'length' | 'stop'): GenerationResult {
-    if (this.stopAt < 0) this.text += this.decoder.flush();
-    const end = this.stopAt >= 0 ? this.stopAt : this.text.length;
-    if (this.held) {
-      this.held.text += this.text.slice(this.emitted, end);
-      this.emit(this.held);
-      this.held = null;
-    }
-    this.emitted = end;
-    this.ended = true;
-    this.wake?.();
-    const n = this.tokens.length;
-    return {
-      text: this.text.slice(0, end),
-      tokens: [...this.tokens],
-      finishReason: this.stopAt >= 0 ? 'stop' : reason,
-      usage: { promptTokens: this.promptTokens, completionTokens: n, totalTokens: this.promptTokens + n },
-      meanConfidence: n ? this.confSum / n : NaN,
-      minConfidence: n ? this.confMin : NaN,
-      elapsedMs: performance.now() - this.started,
-    };
-  }
-
-  private fail(e: WeftError): never {
-    this.error = e;
-    this.ended = true;
-    this.wake?.();
-    throw e;
   }
 }
 

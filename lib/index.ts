@@ -1,7 +1,8 @@
 export { loadModel, Model } from './model.js';
-export type { LoadOptions, GenerateOptions, ModelInfo } from './model.js';
+export type { LoadOptions, GenerateOptions, ModelInfo, ChatRequest, ChatMessage, ChatOptions } from './model.js';
 export { Generation } from './generation.js';
-export type { TokenEvent, GenerationResult, FinishReason } from './generation.js';
+export type { TokenEvent, GenerationResult, TrajectoryResult, FinishReason } from './generation.js';
+export type { EngineStats } from './scheduler/engine.js';
 export type { SamplingOptions } from './options.js';
 export { WeftError } from './errors.js';
 export type { WeftErrorCode } from './errors.js';
@@ -10,3 +11,4 @@ export type { GgufFileInfo, GgufTensorInfo } from './native.js';
 export type { GgufMetadata, GgufValue } from './gguf/types.js';
 export type { Tokenizer } from './tokenizer/index.js';
 export { createTokenizer } from './tokenizer/index.js';
+export { defaultModelPath } from './default-model.js';

@@ -1,11 +1,13 @@
 import { Engine, type EngineStats } from './scheduler/engine.js';
-import { BlockAllocator } from './kv/block-allocator.js';
+import { BlockManager } from './kv/block-manager.js';
 import { WeftError, invalid } from './errors.js';
 import { Generation, type GenerationResult, type TokenEvent } from './generation.js';
 import { loadNativeModel, type NativeInfo, type NativeModel } from './native.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 import { intOption, samplingSettings, type SamplingOptions } from './options.js';
 import type { GgufMetadata } from './gguf/types.js';
+import { ChatTemplate, type ChatMessage } from './chat/template.js';
+import { chatPrompt, renderChat, type ChatOptions } from './chat/prompt.js';
 
 export interface LoadOptions {
   /** Compute threads. Default: the machine's physical cores. */
@@ -16,8 +18,17 @@ export interface LoadOptions {
   blockSize?: number;
   /** KV cache element type. Default 'f16'. */
   kvType?: 'f16' | 'f32';
-  /** Most tokens in one engine step (the prefill chunk size). Default 512. */
+  /**
+   * Token budget of one engine step: a decode token for every generating sequence plus prompt
+   * chunks up to this many tokens in all. Default 512.
+   */
   stepTokens?: number;
+  /**
+   * Prefill prompts longer than what a step has left in chunks, so that a long prompt delays
+   * generating sequences by one chunk at most. Default true; false prefills each prompt in one
+   * step (for comparison).
+   */
+  chunkedPrefill?: boolean;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -29,16 +40,36 @@ export interface GenerateOptions extends SamplingOptions {
   topLogprobs?: number;
   /** Prepend BOS to a string prompt. Default: the model's own setting. */
   addBos?: boolean;
+  /**
+   * Let a string prompt spell special tokens ("<|im_start|>") as their single ids. Default true,
+   * as llama.cpp's tools and server tokenize prompts.
+   */
+  parseSpecial?: boolean;
+  /**
+   * Trajectories to sample from the prompt (1..1024). The prompt is computed once and its KV
+   * blocks are shared; trajectory i samples with seed + i, so it gives the same tokens as a
+   * generation of its own with that seed. Default 1.
+   */
+  n?: number;
+  /** Requests with higher priority are admitted first and preempted last. Default 0. */
+  priority?: number;
   signal?: AbortSignal;
+}
+
+/** generate() for a conversation: the prompt is the chat template rendered over `messages`. */
+export interface ChatRequest extends Omit<GenerateOptions, 'addBos' | 'parseSpecial'>, ChatOptions {
+  messages: ChatMessage[];
 }
 
 export interface ModelInfo extends Omit<NativeInfo, 'kvCache'> {
   name: string | undefined;
   tokenizer: 'spm' | 'bpe';
+  /** The model's tokenizer.chat_template, if it has one. */
+  chatTemplate: string | undefined;
   kvCache: NativeInfo['kvCache'] & { tokens: number };
 }
 
-export type { GenerationResult, TokenEvent };
+export type { GenerationResult, TokenEvent, ChatMessage, ChatOptions };
 
 /** A loaded model. Concurrent generate()/evaluate() calls share engine steps. */
 export class Model {
@@ -47,21 +78,24 @@ export class Model {
   private readonly engine: Engine;
   private native: NativeModel | null;
   private disposing: Promise<void> | null = null;
+  private modelTemplate: ChatTemplate | undefined;  // parsed on first use
 
   /** @internal use loadModel() */
-  constructor(native: NativeModel, meta: GgufMetadata, stepTokens: number) {
+  constructor(native: NativeModel, meta: GgufMetadata, engine: { stepTokens: number; chunkedPrefill: boolean }) {
     this.native = native;
     const ni = native.info();
     this.tokenizer = createTokenizer(meta);
     const name = meta['general.name'];
+    const chatTemplate = meta['tokenizer.chat_template'];
     this.info = {
       ...ni,
       name: typeof name === 'string' ? name : undefined,
       tokenizer: this.tokenizer.kind,
+      chatTemplate: typeof chatTemplate === 'string' && chatTemplate.length > 0 ? chatTemplate : undefined,
       kvCache: { ...ni.kvCache, tokens: ni.kvCache.blocks * ni.kvCache.blockSize },
     };
-    const blocks = new BlockAllocator(ni.kvCache.blocks, ni.kvCache.blockSize);
-    this.engine = new Engine(native, blocks, { stepTokens, isEog: (t) => this.tokenizer.isEog(t) });
+    const blocks = new BlockManager(ni.kvCache.blocks, ni.kvCache.blockSize);
+    this.engine = new Engine(native, blocks, { ...engine, isEog: (t) => this.tokenizer.isEog(t) });
   }
 
   tokenize(text: string, opts: { addBos?: boolean; parseSpecial?: boolean } = {}): Int32Array {
@@ -70,9 +104,21 @@ export class Model {
     return this.tokenizer.encode(text, opts);
   }
 
-  detokenize(ids: ArrayLike<number>): string {
+  /** Text of the tokens; control tokens ("<|im_end|>") are left out unless `special` is true. */
+  detokenize(ids: ArrayLike<number>, opts: { special?: boolean } = {}): string {
     this.live();
-    return this.tokenizer.decode(this.checkIds(ids, 'detokenize'));
+    return this.tokenizer.decode(this.checkIds(ids, 'detokenize'), opts);
+  }
+
+  /** The prompt text the chat template gives for `messages` (what chat() tokenizes). */
+  applyChatTemplate(messages: ChatMessage[], opts: ChatOptions = {}): string {
+    this.live();
+    return renderChat(this.tokenizer, this.chatTemplate(opts), messages, opts);
+  }
+
+  /** Answers a conversation: generate() over the chat template's prompt for `messages`. */
+  chat(messages: ChatMessage[], opts: Omit<ChatRequest, 'messages'> = {}): Generation {
+    return this.generate({ ...opts, messages });
   }
 
   /**
@@ -95,23 +141,32 @@ export class Model {
     return out;
   }
 
-  /** Starts generating from a prompt (text or token ids); see Generation. */
-  generate(prompt: string | ArrayLike<number>, opts: GenerateOptions = {}): Generation {
+  /** Starts generating from a prompt (text or token ids) or a conversation; see Generation. */
+  generate(prompt: string | ArrayLike<number>, opts?: GenerateOptions): Generation;
+  generate(request: ChatRequest): Generation;
+  generate(prompt: string | ArrayLike<number> | ChatRequest, options: GenerateOptions = {}): Generation {
     this.live();
-    const ids = typeof prompt === 'string'
-      ? this.tokenizer.encode(prompt, { addBos: opts.addBos })
-      : this.checkIds(prompt, 'generate');
+    const chat = isChatRequest(prompt) ? prompt : undefined;
+    const opts: GenerateOptions = chat ?? options;
+    const ids = chat
+      ? chatPrompt(this.tokenizer, this.chatTemplate(chat), chat.messages, chat).ids
+      : typeof prompt === 'string'
+        ? this.tokenizer.encode(prompt, { addBos: opts.addBos, parseSpecial: opts.parseSpecial ?? true })
+        : this.checkIds(prompt as ArrayLike<number>, 'generate');
     if (ids.length === 0) throw invalid('the prompt is empty (no tokens)');
     const maxTokens = intOption('maxTokens', opts.maxTokens, 1, 1 << 24, 256);
     const topN = intOption('topLogprobs', opts.topLogprobs, 0, 20, 0);
     const sampling = samplingSettings(opts, this.info.vocabSize);
+    const n = intOption('n', opts.n, 1, 1024, 1);
+    const priority = intOption('priority', opts.priority, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, 0);
+    if (sampling.seed > Number.MAX_SAFE_INTEGER - (n - 1)) throw invalid(`seed + n - 1 must be a safe integer (trajectory i uses seed + i)`);
     const stops = opts.stop === undefined ? [] : Array.isArray(opts.stop) ? opts.stop : [opts.stop];
     if (stops.some((s) => typeof s !== 'string' || s.length === 0)) throw invalid('stop strings must be non-empty strings');
 
-    return new Generation(this.tokenizer.createStreamDecoder(), stops, ids.length, (gen) =>
+    return new Generation(() => this.tokenizer.createStreamDecoder(), stops, n, ids.length, (gen) =>
       this.engine.submit({
-        prompt: ids, maxTokens, topN, sampling, logits: 'none', signal: opts.signal,
-        onToken: (t) => gen.push({
+        prompt: ids, maxTokens, n, priority, topN, sampling, logits: 'none', signal: opts.signal,
+        onToken: (trajectory, t) => gen.push(trajectory, {
           token: t.token,
           logprob: t.logprob,
           confidence: t.confidence,
@@ -137,6 +192,15 @@ export class Model {
     return this.dispose();
   }
 
+  /** The template in the options, else the model's; a model without one cannot chat. */
+  private chatTemplate(opts: ChatOptions): ChatTemplate {
+    if (opts.chatTemplate !== undefined) return new ChatTemplate(opts.chatTemplate, 'options');
+    if (this.info.chatTemplate === undefined) {
+      throw invalid('this model has no chat template (tokenizer.chat_template); pass one as the chatTemplate option');
+    }
+    return (this.modelTemplate ??= new ChatTemplate(this.info.chatTemplate, 'model'));
+  }
+
   private live(): void {
     if (this.disposing) throw new WeftError('E_DISPOSED', 'the model has been disposed');
   }
@@ -155,6 +219,11 @@ export class Model {
   }
 }
 
+/** A chat request is an options object with messages; a token-id prompt is array-like instead. */
+function isChatRequest(p: unknown): p is ChatRequest {
+  return typeof p === 'object' && p !== null && !ArrayBuffer.isView(p) && !Array.isArray(p) && 'messages' in p;
+}
+
 /** Loads a GGUF model; the event loop stays free while it maps and validates the file. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
   if (typeof path !== 'string' || path.length === 0) throw invalid('loadModel() needs a file path');
@@ -162,12 +231,13 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   const blockSize = intOption('blockSize', opts.blockSize, 1, 4096, 16);
   const kvCacheTokens = intOption('kvCacheTokens', opts.kvCacheTokens, 1, 1 << 26, 0);
   const stepTokens = intOption('stepTokens', opts.stepTokens, 1, 1 << 16, 512);
+  if (opts.chunkedPrefill !== undefined && typeof opts.chunkedPrefill !== 'boolean') throw invalid('chunkedPrefill must be a boolean');
   if (opts.kvType !== undefined && opts.kvType !== 'f16' && opts.kvType !== 'f32') throw invalid(`kvType must be 'f16' or 'f32'`);
   const native = await loadNativeModel(path, {
     threads: threads || undefined, blockSize, kvCacheTokens: kvCacheTokens || undefined, kvType: opts.kvType,
   });
   try {
-    return new Model(native, native.metadata(), stepTokens);
+    return new Model(native, native.metadata(), { stepTokens, chunkedPrefill: opts.chunkedPrefill ?? true });
   } catch (e) {
     native.dispose();
     throw e;

@@ -24,9 +24,9 @@ describe.skipIf(!HAVE_REFDATA)('generate()', () => {
       expect(e.topLogprobs![0].logprob).toBeGreaterThanOrEqual(e.topLogprobs![2].logprob);
       expect(e.logprob).toBeLessThanOrEqual(e.topLogprobs![0].logprob + 1e-6);
     }
-    expect(r.usage).toEqual({ promptTokens: 5, completionTokens: r.tokens.length, totalTokens: 5 + r.tokens.length });
+    expect(r.usage).toEqual({ promptTokens: 5, cachedPromptTokens: 0, completionTokens: r.tokens.length, totalTokens: 5 + r.tokens.length });
     expect(['length', 'eos']).toContain(r.finishReason);
-    expect(r.minConfidence).toBeLessThanOrEqual(r.meanConfidence);
+    expect(r.lowestConfidence).toBeLessThanOrEqual(r.meanConfidence);
   });
 
   it('greedy decoding reproduces llama.cpp and a stop string cuts the text before it', async () => {

@@ -1,69 +1,110 @@
-import type { NativeModel, StepBatch, StepResult } from '../native.js';
-import { SAMPLING_FIELDS } from '../native.js';
-import { BlockAllocator } from '../kv/block-allocator.js';
+import type { NativeModel, StepResult } from '../native.js';
+import type { BlockManager } from '../kv/block-manager.js';
 import { WeftError, toWeftError } from '../errors.js';
-import { Sequence, type SequenceEnd, type SequenceRequest } from './sequence.js';
+import { Request, Sequence, type RequestEnd, type SequenceEnd, type SequenceRequest } from './sequence.js';
+import { Scheduler, type StepPlan } from './scheduler.js';
+import { buildStepBatch, type OutRow } from './step-batch.js';
 
 export interface EngineOptions {
-  /** Most tokens one step may carry; long prompts are prefilled in chunks of at most this. */
+  /** Token budget of one step (decode tokens plus prefill chunks). */
   stepTokens: number;
+  /** Split long prompts into chunks that fit the budget (see SchedulerOptions). Default true. */
+  chunkedPrefill?: boolean;
   isEog(token: number): boolean;
 }
 
 export interface EngineStats {
   steps: number;
   tokensComputed: number;
+  /** Sequences queued for admission, new or preempted: the queue depth. */
   waiting: number;
   running: number;
   blocksTotal: number;
+  /** Blocks referenced by running sequences. */
   blocksUsed: number;
+  /** Unreferenced blocks kept for the prefix cache, evicted LRU when needed. */
+  blocksCached: number;
+  /** Prompt tokens of admitted requests, and those served from the prefix cache. */
+  promptTokens: number;
+  cachedPromptTokens: number;
+  /** cachedPromptTokens / promptTokens; NaN before any request. */
+  prefixCacheHitRate: number;
+  /** Sequences preempted (freed, to be recomputed) because blocks ran out. */
+  preemptions: number;
+  /** Native time (forward + sampling) of the last step and the mean over all steps. */
   lastStepMs: number;
+  meanStepMs: number;
 }
 
 /**
- * Runs native steps for every admitted sequence, FIFO. One step is in flight at a time; each
- * step carries a decode token for every sequence that is generating and prefill chunks for the
- * rest, up to stepTokens. A sequence is admitted once its whole reservation (prompt +
- * maxTokens) fits in free blocks, so nothing admitted can run out of cache. Aborts and
- * dispose take effect between steps, after which the sequence's blocks are free.
+ * Runs native steps for every scheduled sequence. One step is in flight at a time; requests
+ * submitted meanwhile join at the next step (continuous batching). A request with n > 1
+ * trajectories is one sequence until its prompt is computed, then forks into n sequences that
+ * share the prompt's blocks. Aborts and dispose take effect between steps; afterwards no block
+ * of the request is referenced.
  */
 export class Engine {
-  private readonly waiting: Sequence[] = [];
-  private readonly running: Sequence[] = [];
+  private readonly scheduler: Scheduler;
+  private readonly requests = new Set<Request>();
   private pumping: Promise<void> | null = null;
   private disposed = false;
-  private readonly counters = { steps: 0, tokensComputed: 0, lastStepMs: 0 };
+  private nextSeqId = 0;
+  private nextArrival = 0;
+  private readonly counters = { steps: 0, tokensComputed: 0, lastStepMs: 0, totalStepMs: 0 };
 
   constructor(
     private readonly native: NativeModel,
-    private readonly blocks: BlockAllocator,
+    private readonly blocks: BlockManager,
     private readonly opts: EngineOptions,
-  ) {}
+  ) {
+    this.scheduler = new Scheduler(blocks, { stepTokens: opts.stepTokens, chunkedPrefill: opts.chunkedPrefill ?? true });
+  }
 
-  /** Queues a sequence; resolves with how it ended, rejects with a WeftError. */
-  submit(req: SequenceRequest): Promise<SequenceEnd> {
+  /** Queues a request; resolves with how each trajectory ended, rejects with a WeftError. */
+  submit(req: SequenceRequest): Promise<RequestEnd> {
     if (this.disposed) return Promise.reject(new WeftError('E_DISPOSED', 'the model has been disposed'));
-    const seq = new Sequence(req);
-    const need = this.blocks.blocksFor(seq.reservedTokens);
+    const L = req.prompt.length;
+    const need = this.blocks.blocksFor(L + req.maxTokens);
     if (need > this.blocks.nBlocks) {
       return Promise.reject(new WeftError('E_KV_EXHAUSTED',
-        `prompt (${req.prompt.length} tokens) + maxTokens (${req.maxTokens}) needs ${seq.reservedTokens} KV cache tokens; ` +
+        `prompt (${L} tokens) + maxTokens (${req.maxTokens}) needs ${L + req.maxTokens} KV cache tokens; ` +
         `the cache holds ${this.blocks.nBlocks * this.blocks.blockSize} (raise kvCacheTokens)`));
     }
     if (req.signal?.aborted) return Promise.reject(aborted());
-    req.signal?.addEventListener('abort', () => this.kick(), { once: true });
-    this.waiting.push(seq);
+    const request = new Request(req, this.nextArrival++);
+    for (const seq of this.initialSequences(request)) {
+      request.live.add(seq);
+      this.scheduler.enqueue(seq);
+    }
+    this.requests.add(request);
+    const signal = req.signal;
+    const onAbort = () => this.kick();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const settled = () => {
+      this.requests.delete(request);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    request.done.then(settled, settled);
     this.kick();
-    return seq.done;
+    return request.done;
   }
 
   stats(): EngineStats {
+    const s = this.scheduler;
     return {
-      ...this.counters,
-      waiting: this.waiting.length,
-      running: this.running.length,
+      steps: this.counters.steps,
+      tokensComputed: this.counters.tokensComputed,
+      waiting: s.waiting.length,
+      running: s.running.length,
       blocksTotal: this.blocks.nBlocks,
-      blocksUsed: this.blocks.used,
+      blocksUsed: this.blocks.usedBlocks,
+      blocksCached: this.blocks.cachedBlocks,
+      promptTokens: s.promptTokens,
+      cachedPromptTokens: s.cachedPromptTokens,
+      prefixCacheHitRate: s.promptTokens ? s.cachedPromptTokens / s.promptTokens : NaN,
+      preemptions: s.preemptions,
+      lastStepMs: this.counters.lastStepMs,
+      meanStepMs: this.counters.steps ? this.counters.totalStepMs / this.counters.steps : 0,
     };
   }
 
@@ -72,7 +113,20 @@ export class Engine {
     this.disposed = true;
     await this.pumping;
     const err = new WeftError('E_DISPOSED', 'the model was disposed during the request');
-    for (const s of [...this.waiting.splice(0), ...this.running.splice(0)]) this.finish(s, err);
+    for (const r of [...this.requests]) this.failRequest(r, err);
+  }
+
+  // One sequence per request, except: n trajectories fork from one prompt sequence, on the last
+  // prompt token when one step can sample all n there (the final chunk must hold n tokens),
+  // otherwise one token earlier; a one-token prompt has nothing to share.
+  private initialSequences(request: Request): Sequence[] {
+    const prompt = Array.from(request.req.prompt);
+    const n = request.n;
+    const L = prompt.length;
+    if (n === 1) return [new Sequence(this.nextSeqId++, request, 0, prompt)];
+    if (L >= n && n <= this.opts.stepTokens) return [new Sequence(this.nextSeqId++, request, 0, prompt, n, L)];
+    if (L > 1) return [new Sequence(this.nextSeqId++, request, 0, prompt, n, L - 1)];
+    return Array.from({ length: n }, (_, i) => new Sequence(this.nextSeqId++, request, i, [...prompt]));
   }
 
   private kick(): void {
@@ -81,7 +135,7 @@ export class Engine {
       this.pumping = Promise.resolve().then(() => this.pump()).finally(() => {
         this.pumping = null;
         // Work that arrived as the loop was ending.
-        if (!this.disposed && (this.waiting.length || this.running.length)) this.kick();
+        if (!this.disposed && !this.scheduler.idle) this.kick();
       });
     }
   }
@@ -89,153 +143,108 @@ export class Engine {
   private async pump(): Promise<void> {
     while (!this.disposed) {
       this.reapAborted();
-      this.admit();
-      if (this.running.length === 0) return;
-      const plan = this.plan();
+      const plan = this.scheduler.schedule();
+      if (plan.chunks.length === 0) {
+        if (this.scheduler.idle) return;
+        // Something is queued that no step can serve: a scheduling bug. Fail loudly, never spin.
+        const err = new WeftError('E_INTERNAL', 'the scheduler could not make progress');
+        for (const r of [...this.requests]) this.failRequest(r, err);
+        return;
+      }
+      const { batch, rows } = buildStepBatch(plan, this.blocks);
       let res: StepResult;
       try {
-        res = await this.native.step(plan.batch);
+        res = await this.native.step(batch);
       } catch (e) {
         const err = toWeftError(e);
-        for (const s of plan.seqs) this.finish(s, err);
+        for (const c of plan.chunks) this.failRequest(c.seq.request, err);
         continue;
       }
       this.counters.steps++;
-      this.counters.tokensComputed += plan.batch.tokens.length;
+      this.counters.tokensComputed += batch.tokens.length;
       this.counters.lastStepMs = res.forwardMs + res.sampleMs;
-      this.apply(plan, res);
+      this.counters.totalStepMs += this.counters.lastStepMs;
+      this.reapAborted();  // aborted while the step ran: deliver nothing more
+      this.apply(plan, rows, res, batch.topN ?? 0);
     }
   }
 
   private reapAborted(): void {
-    for (const list of [this.waiting, this.running]) {
-      for (let i = list.length - 1; i >= 0; i--) {
-        if (list[i].req.signal?.aborted) this.finish(list.splice(i, 1)[0], aborted());
-      }
-    }
+    for (const r of [...this.requests]) if (r.req.signal?.aborted) this.failRequest(r, aborted());
   }
 
-  private admit(): void {
-    while (this.waiting.length) {
-      const seq = this.waiting[0];
-      const got = this.blocks.allocate(this.blocks.blocksFor(seq.reservedTokens));
-      if (!got) return;  // FIFO: later requests wait behind the head
-      seq.blocks = got;
-      this.running.push(this.waiting.shift()!);
+  private apply(plan: StepPlan, rows: OutRow[], res: StepResult, rowTopN: number): void {
+    const forks = new Map<Sequence, Sequence[]>();
+    for (const c of plan.chunks) {
+      const s = c.seq;
+      if (s.request.settled) continue;
+      s.nComputed += c.count;
+      this.blocks.commit(s.id, s.tokens, s.nComputed);
+      if (s.forkInto > 1 && s.nComputed === s.forkAt) forks.set(s, this.fork(s));
     }
-  }
-
-  private plan(): { batch: StepBatch; seqs: Sequence[]; chunks: number[]; outRows: OutRow[] } {
-    // Decoding sequences first so a long prefill never delays them by more than one step.
-    const order = [...this.running].sort((a, b) => Number(isPrefilling(a)) - Number(isPrefilling(b)));
-    let budget = this.opts.stepTokens;
-    const seqs: Sequence[] = [];
-    const chunks: number[] = [];
-    for (const s of order) {
-      if (budget === 0) break;
-      const n = Math.min(s.tokens.length - s.nComputed, budget);
-      seqs.push(s);
-      chunks.push(n);
-      budget -= n;
-    }
-    const nTok = chunks.reduce((a, b) => a + b, 0);
-    const maxBlocks = Math.max(...seqs.map((s) => s.blocks.length));
-    const tokens = new Int32Array(nTok);
-    const positions = new Int32Array(nTok);
-    const seqIdx = new Int32Array(nTok);
-    const blockTables = new Int32Array(seqs.length * maxBlocks).fill(-1);
-    const outRows: OutRow[] = [];
-    let t = 0;
-    seqs.forEach((s, i) => {
-      blockTables.set(s.blocks, i * maxBlocks);
-      const first = s.nComputed, n = chunks[i];
-      const reachesEnd = first + n === s.tokens.length;
-      for (let k = 0; k < n; k++, t++) {
-        tokens[t] = s.tokens[first + k];
-        positions[t] = first + k;
-        seqIdx[t] = i;
-        const pos = first + k;
-        const inPrompt = pos < s.req.prompt.length;
-        const wantLogits = inPrompt && (s.req.logits === 'all' || (s.req.logits === 'last' && pos === s.req.prompt.length - 1));
-        const last = reachesEnd && k === n - 1;
-        if (wantLogits || last) outRows.push({ seq: i, token: t, pos, sample: last, logits: wantLogits });
-      }
-    });
-    const sampling = new Float64Array(outRows.length * SAMPLING_FIELDS);
-    const wantLogits = new Uint8Array(outRows.length);
-    let topN = 0;
-    outRows.forEach((r, o) => {
-      const s = seqs[r.seq];
-      const p = s.req.sampling;
-      sampling.set([p.temperature, p.topK, p.topP, p.minP, p.seed, s.nSampled], o * SAMPLING_FIELDS);
-      wantLogits[o] = r.logits ? 1 : 0;
-      topN = Math.max(topN, s.req.topN);
-    });
-    const batch: StepBatch = {
-      tokens, positions, seqIdx, blockTables, maxBlocks,
-      outIdx: Int32Array.from(outRows, (r) => r.token),
-      sampling, topN,
-      wantLogits: wantLogits.some((w) => w) ? wantLogits : undefined,
-    };
-    return { batch, seqs, chunks, outRows };
-  }
-
-  private apply(plan: ReturnType<Engine['plan']>, res: StepResult): void {
-    plan.seqs.forEach((s, i) => { s.nComputed += plan.chunks[i]; });
-    const vocab = res.logits && plan.outRows.some((r) => r.logits)
-      ? res.logits.length / plan.outRows.filter((r) => r.logits).length : 0;
+    const vocab = res.logits ? res.logits.length / rows.reduce((n, r) => n + (r.logits ? 1 : 0), 0) : 0;
     let logitRow = 0;
-    plan.outRows.forEach((r, o) => {
-      const s = plan.seqs[r.seq];
+    rows.forEach((r, o) => {
+      const s = plan.chunks[r.chunk].seq;
       if (r.logits && res.logits) {
-        s.req.onLogits?.(res.logits.subarray(logitRow * vocab, (logitRow + 1) * vocab), r.pos, 1);
+        if (!s.request.settled) s.request.req.onLogits?.(res.logits.subarray(logitRow * vocab, (logitRow + 1) * vocab), r.pos, 1);
         logitRow++;
       }
-      if (!r.sample) return;
-      if (s.req.maxTokens === 0) return this.end(s, 'length');
-      const topN = s.req.topN;
-      const token = res.tokens[o];
-      s.nSampled++;
-      s.tokens.push(token);
-      // An end-of-generation token ends the sequence without being reported as output.
-      if (this.opts.isEog(token)) return this.end(s, 'eos');
-      let stop = false;
-      try {
-        stop = s.req.onToken?.({
-          token,
-          logprob: res.logprobs[o],
-          confidence: res.confidences[o],
-          topIds: topN && res.topIds ? res.topIds.slice(o * plan.batch.topN!, o * plan.batch.topN! + topN) : undefined,
-          topLogprobs: topN && res.topLogprobs ? res.topLogprobs.slice(o * plan.batch.topN!, o * plan.batch.topN! + topN) : undefined,
-        }) ?? false;
-      } catch (e) {
-        return this.end(s, toWeftError(e));
-      }
-      if (stop) this.end(s, 'callback');
-      else if (s.nSampled >= s.req.maxTokens) this.end(s, 'length');
+      if (!r.sample || s.request.settled) return;
+      const target = forks.get(s)?.[r.trajectory] ?? s;
+      const topN = s.request.req.topN;
+      this.accept(target, {
+        token: res.tokens[o],
+        logprob: res.logprobs[o],
+        confidence: res.confidences[o],
+        topIds: topN && res.topIds ? res.topIds.slice(o * rowTopN, o * rowTopN + topN) : undefined,
+        topLogprobs: topN && res.topLogprobs ? res.topLogprobs.slice(o * rowTopN, o * rowTopN + topN) : undefined,
+      });
     });
   }
 
-  private end(s: Sequence, how: SequenceEnd | WeftError): void {
-    const i = this.running.indexOf(s);
-    if (i >= 0) this.running.splice(i, 1);
-    this.finish(s, how);
-  }
-
-  private finish(s: Sequence, how: SequenceEnd | WeftError): void {
-    if (s.blocks.length) {
-      this.blocks.release(s.blocks);
-      s.blocks = [];
+  // Splits a prompt sequence into its trajectories (itself as trajectory 0), all sharing its blocks.
+  private fork(parent: Sequence): Sequence[] {
+    const n = parent.forkInto;
+    parent.forkInto = 1;
+    const out = [parent];
+    for (let i = 1; i < n; i++) {
+      const child = new Sequence(this.nextSeqId++, parent.request, i, [...parent.tokens]);
+      child.nComputed = parent.nComputed;
+      this.blocks.fork(parent.id, child.id);
+      parent.request.live.add(child);
+      this.scheduler.addRunning(child);
+      out.push(child);
     }
-    if (how instanceof WeftError) s.reject(how);
-    else s.resolve(how);
+    return out;
   }
-}
 
-interface OutRow { seq: number; token: number; pos: number; sample: boolean; logits: boolean }
+  private accept(s: Sequence, t: Parameters<NonNullable<SequenceRequest['onToken']>>[1]): void {
+    const req = s.request.req;
+    if (req.maxTokens === 0) return this.end(s, 'length');
+    s.nSampled++;
+    s.tokens.push(t.token);
+    // An end-of-generation token ends the trajectory without being reported as output.
+    if (this.opts.isEog(t.token)) return this.end(s, 'eos');
+    let stop = false;
+    try {
+      stop = req.onToken?.(s.trajectory, t) ?? false;
+    } catch (e) {
+      return this.failRequest(s.request, toWeftError(e));
+    }
+    if (stop) this.end(s, 'callback');
+    else if (s.nSampled >= req.maxTokens) this.end(s, 'length');
+  }
 
-function isPrefilling(s: Sequence): boolean {
-  return s.tokens.length - s.nComputed > 1;
+  private end(s: Sequence, how: SequenceEnd): void {
+    this.scheduler.remove(s);
+    s.request.end(s, how);
+  }
+
+  private failRequest(r: Request, e: WeftError): void {
+    for (const s of r.live) this.scheduler.remove(s);
+    r.fail(e);
+  }
 }
 
 function aborted(): WeftError {
