@@ -2,9 +2,10 @@
 // weft's command line: `weft generate` streams a completion, `weft info` describes a GGUF file.
 import { parseArgs } from 'node:util';
 import { loadModel, readGguf, WeftError } from './index.js';
+import { defaultModelPath } from './default-model.js';
 
 const USAGE = `usage:
-  weft generate -m model.gguf -p "Once upon a time" [-n 64] [--temp 0.8] [--top-k 40] [--top-p 0.95]
+  weft generate [-m model.gguf] -p "Start at 17. Add 25." [-n 64] [--temp 0.8] [--top-k 40] [--top-p 0.95]
                 [--min-p 0.05] [--seed N] [--stop STR]... [-t threads] [--kv-type f16|f32]
   weft info -m model.gguf [--json]`;
 
@@ -32,8 +33,9 @@ async function generate(args: string[]): Promise<void> {
       'kv-type': { type: 'string' },
     },
   });
-  if (!values.model || values.prompt === undefined) throw new WeftError('E_INVALID_ARGUMENT', 'generate needs -m MODEL and -p PROMPT');
-  const model = await loadModel(values.model, {
+  if (values.prompt === undefined) throw new WeftError('E_INVALID_ARGUMENT', 'generate needs -p PROMPT');
+  // Without -m: the small reasoner shipped in models/ (models/README.md).
+  const model = await loadModel(values.model ?? defaultModelPath(), {
     threads: num('threads', values.threads),
     kvType: values['kv-type'] as 'f16' | 'f32' | undefined,
   });
