@@ -5,8 +5,10 @@
  * bench/out/bench-<time>.json with every sample.
  *
  *   --quick        one repetition of a small subset (under two minutes)
- *   --only <text>  only models whose name contains <text>
+ *   --only <a,b>   only models whose name contains one of these texts
  *   --wait-idle    before each model, wait (up to 2 minutes) for other processes to leave the CPU
+ *   --profile      also print where weft's forward pass spends its time, per phase and test
+ *                  (Model.profile(): wall time per phase, measured at the barriers that end them)
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { readGguf, WeftError } from '../lib/index.js';
+import { readGguf, WeftError, type NativeProfile } from '../lib/index.js';
 import { PUBLISHED, PUBLISHED_MEMBW_GBS, type Published } from './llama-cpp-published.js';
 import { LlamaCppRunner, llamaCppVersion } from './llama-cpp-runner.js';
 import { decodeRate, median, randomIds, type Runner } from './measure.js';
@@ -22,6 +24,7 @@ import { measureMembw } from './membw.js';
 import { otherLoad, waitIdle } from './cpu-load.js';
 import { SHAPES, shapeModel, type FileType } from './model-shapes.js';
 import { fmt, formatTable, ratio } from './table.js';
+import { addProfile, profileTable } from './profile.js';
 import { WeftRunner } from './weft-runner.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,7 +37,7 @@ const SHORT_PROMPT = 16; // each decoding sequence's own prompt
 const BATCHES = [1, 4, 16];
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'wait-idle': { type: 'boolean' } },
+  options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'wait-idle': { type: 'boolean' }, profile: { type: 'boolean' } },
 });
 const quick = args.quick ?? false;
 // Repetitions per test (the table shows medians). One B=16 run is 2048 tokens, long enough to
@@ -42,7 +45,7 @@ const quick = args.quick ?? false;
 const reps = (batch = 0) => (quick || batch === 16 ? 1 : 3);
 const QUICK_MODELS = ['smollm2-135m-shape-Q8_0', 'smollm2-135m-shape-Q4_K_M', 'stories260Ktok512-f16', 'llama-gqa-k-q4_0'];
 
-interface Sample { weft: number[]; llamaCpp: number[]; weftTokens: number[] }
+interface Sample { weft: number[]; llamaCpp: number[]; weftTokens: number[]; profile?: NativeProfile }
 interface ModelResult {
   name: string;
   file: string;
@@ -107,6 +110,13 @@ async function main(): Promise<void> {
     `repetitions: ${quick ? '1' : '3, and 1 for B=16 (2048 tokens)'}.`,
   ];
   console.log([...header, '', table, '', ...legend].join('\n'));
+  if (args.profile) {
+    for (const r of results) {
+      const tests = Object.entries(r.tests).filter(([, t]) => t.profile).map(([name, t]) => ({ name, profile: t.profile! }));
+      if (tests.length) console.log(`\n${r.name}: weft forward time per step, ms (share)\n${profileTable(tests)}`);
+    }
+    console.log('\nPhases end at barriers; a phase\'s time includes waiting for its slowest thread. Steps include prompt chunks.');
+  }
 
   mkdirSync(OUT, { recursive: true });
   const json = path.join(OUT, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
@@ -143,7 +153,7 @@ async function modelList(): Promise<{ name: string; file: string }[]> {
 }
 
 function want(name: string): boolean {
-  if (args.only !== undefined) return name.includes(args.only);
+  if (args.only !== undefined) return args.only.split(',').some((part) => name.includes(part));
   return !quick || QUICK_MODELS.includes(name);
 }
 
@@ -173,7 +183,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
   } catch (e) {
     log(`  node-llama-cpp could not load it: ${String(e)}`);
   }
-  const runners: [keyof Omit<Sample, 'weftTokens'>, Runner][] = [['weft', weft]];
+  const runners: ['weft' | 'llamaCpp', Runner][] = [['weft', weft]];
   if (peer) runners.push(['llamaCpp', peer]);
 
   try {
@@ -187,7 +197,11 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
     const pp: Sample = res.tests.pp512 = { weft: [], llamaCpp: [], weftTokens: [] };
     for (let i = 0; i < reps(); i++) {
       // Alternate which engine goes first so drift in machine speed hits both alike.
-      for (const [who, r] of i % 2 ? [...runners].reverse() : runners) pp[who].push(PROMPT / await r.prefill(ids(PROMPT, 100 + i)));
+      for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
+        if (who === 'weft') await weft.profile();
+        pp[who].push(PROMPT / await r.prefill(ids(PROMPT, 100 + i)));
+        if (who === 'weft') pp.profile = addProfile(pp.profile, await weft.profile());
+      }
     }
     log(`  pp512 weft ${fmt(median(pp.weft))} nlc ${fmt(median(pp.llamaCpp))}`);
     for (const b of BATCHES) {
@@ -195,9 +209,13 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
       for (let i = 0; i < reps(b); i++) {
         const prompts = Array.from({ length: b }, (_, k) => ids(SHORT_PROMPT, 1000 * (i + 1) + k));
         for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
+          if (who === 'weft') await weft.profile();
           const rate = decodeRate(await r.decode(prompts, GEN));
           s[who].push(rate.tokPerS);
-          if (who === 'weft') s.weftTokens.push(rate.tokens);
+          if (who === 'weft') {
+            s.weftTokens.push(rate.tokens);
+            s.profile = addProfile(s.profile, await weft.profile());
+          }
         }
       }
       log(`  tg B=${b} weft ${fmt(median(s.weft))} nlc ${fmt(median(s.llamaCpp))}`);

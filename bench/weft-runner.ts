@@ -1,5 +1,5 @@
 /** weft under the bench: concurrent generate() calls share engine steps. */
-import { loadModel, type Model, type ModelInfo } from '../lib/index.js';
+import { loadModel, type Model, type ModelInfo, type NativeProfile } from '../lib/index.js';
 import type { Runner } from './measure.js';
 
 export class WeftRunner implements Runner {
@@ -27,6 +27,11 @@ export class WeftRunner implements Runner {
       await gen.result;
       return stamps;
     }));
+  }
+
+  /** Per-phase forward time since the last call (see Model.profile). */
+  profile(): Promise<NativeProfile> {
+    return this.model.profile();
   }
 
   dispose(): Promise<void> {

@@ -2,7 +2,7 @@ import { Engine, type EngineStats } from './scheduler/engine.js';
 import { BlockManager } from './kv/block-manager.js';
 import { WeftError, invalid } from './errors.js';
 import { Generation, type GenerationResult, type TokenEvent } from './generation.js';
-import { loadNativeModel, type NativeInfo, type NativeModel } from './native.js';
+import { loadNativeModel, type NativeInfo, type NativeModel, type NativeProfile } from './native.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 import { intOption, samplingSettings, type SamplingOptions } from './options.js';
 import type { GgufMetadata } from './gguf/types.js';
@@ -177,6 +177,16 @@ export class Model {
 
   stats(): EngineStats {
     return this.engine.stats();
+  }
+
+  /**
+   * Where the forward pass spends its time: wall ms per phase (norms, each matmul group,
+   * attention, ...) summed over the steps since the last call, which it resets. Waits for the
+   * step in flight, if any. For benchmarking (`npm run bench -- --profile`).
+   */
+  async profile(): Promise<NativeProfile> {
+    this.live();
+    return this.engine.profile();
   }
 
   /** Frees the model. Pending requests fail with E_DISPOSED. Idempotent. */

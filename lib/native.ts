@@ -57,10 +57,19 @@ export interface NativeInfo {
   kernels: string;
 }
 
+/** Forward-pass wall time per phase (ms) summed over the steps since the last profile() call. */
+export interface NativeProfile {
+  steps: number;
+  tokens: number;
+  ms: Record<string, number>;
+}
+
 export interface NativeModel {
   info(): NativeInfo;
   metadata(): GgufMetadata;
   step(batch: StepBatch): Promise<StepResult>;
+  /** Takes (and resets) the profile; E_BUSY while a step is in flight. */
+  profile(): NativeProfile;
   dispose(): void;
 }
 

@@ -3,7 +3,7 @@
 // samples a token that hashes everything the sequence's block table lets it read, with the
 // row's seed and counter. So a wrong table, a missed copy-on-write or a reused block with other
 // contents changes the tokens, while a correct engine reproduces `reference()` exactly.
-import { SAMPLING_FIELDS, type NativeInfo, type NativeModel, type StepBatch, type StepResult } from '../lib/native.js';
+import { SAMPLING_FIELDS, type NativeInfo, type NativeModel, type NativeProfile, type StepBatch, type StepResult } from '../lib/native.js';
 
 export const FAKE_EOG = 0;
 
@@ -27,6 +27,10 @@ export class FakeNative implements NativeModel {
   }
 
   dispose(): void {}
+
+  profile(): NativeProfile {
+    return { steps: this.batches.length, tokens: 0, ms: {} };
+  }
 
   async step(b: StepBatch): Promise<StepResult> {
     if (this.busy) throw new Error('two steps in flight');

@@ -125,6 +125,20 @@ describe.skipIf(!HAVE_REFDATA)('generate()', () => {
     expect(all.length).toBe(ids.length * V);
     expect(Array.from(last)).toEqual(Array.from(all.subarray((ids.length - 1) * V)));
   });
+
+  it('profile() sums each forward phase over the steps since the last call, then resets', async () => {
+    await model.profile();
+    const gen = model.generate('Once upon a time', { temperature: 0, maxTokens: 12 });
+    const p = await model.profile();  // waits for the generation's steps
+    const r = await gen.result;
+    // One prompt step, then one step per token after the first (EOS may end it early).
+    expect(p.steps).toBe(r.tokens.length);
+    expect(p.tokens).toBe(model.tokenize('Once upon a time').length + r.tokens.length - 1);
+    expect(Object.keys(p.ms)).toEqual(expect.arrayContaining(['qkv', 'attention', 'gate_up', 'down', 'output']));
+    for (const ms of Object.values(p.ms)) expect(ms).toBeGreaterThanOrEqual(0);
+    expect(p.ms.output).toBeGreaterThan(0);
+    expect((await model.profile()).steps).toBe(0);
+  });
 });
 
 describe.skipIf(!HAVE_REFDATA)('lifetimes', () => {

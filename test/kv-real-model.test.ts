@@ -20,7 +20,7 @@ async function engineOver(kvCacheTokens: number, stepTokens = 512) {
   const bm = new BlockManager(blocks, blockSize);
   const steps: { batch: StepBatch; used: number }[] = [];
   const checked: NativeModel = {
-    info: () => native.info(), metadata: () => native.metadata(), dispose: () => native.dispose(),
+    info: () => native.info(), metadata: () => native.metadata(), dispose: () => native.dispose(), profile: () => native.profile(),
     step: (batch) => {
       checkBlockInvariants(bm);
       steps.push({ batch, used: bm.usedBlocks });

@@ -14,7 +14,7 @@ function setup(s: Setup) {
   const fake = new FakeNative(s.nBlocks, s.blockSize);
   const bm = new BlockManager(s.nBlocks, s.blockSize);
   // Every step first checks the block manager's invariants.
-  const native = { ...fake, info: () => fake.info(), metadata: () => fake.metadata(), dispose: () => {},
+  const native = { ...fake, info: () => fake.info(), metadata: () => fake.metadata(), dispose: () => {}, profile: () => fake.profile(),
     step: (b: Parameters<FakeNative['step']>[0]) => { checkBlockInvariants(bm); return fake.step(b); } };
   const engine = new Engine(native, bm, { stepTokens: s.stepTokens, chunkedPrefill: s.chunkedPrefill, isEog: (t) => t === FAKE_EOG });
   return { fake, bm, engine };

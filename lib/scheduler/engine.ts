@@ -1,4 +1,4 @@
-import type { NativeModel, StepResult } from '../native.js';
+import type { NativeModel, NativeProfile, StepResult } from '../native.js';
 import type { BlockManager } from '../kv/block-manager.js';
 import { WeftError, toWeftError } from '../errors.js';
 import { Request, Sequence, type RequestEnd, type SequenceEnd, type SequenceRequest } from './sequence.js';
@@ -87,6 +87,12 @@ export class Engine {
     request.done.then(settled, settled);
     this.kick();
     return request.done;
+  }
+
+  /** The native per-phase forward times since the last call, read once no step is in flight. */
+  async profile(): Promise<NativeProfile> {
+    while (this.pumping) await this.pumping.catch(() => {});
+    return this.native.profile();
   }
 
   stats(): EngineStats {

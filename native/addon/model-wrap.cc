@@ -234,6 +234,7 @@ Napi::Function NativeModel::Init(Napi::Env env) {
     InstanceMethod<&NativeModel::Info>("info"),
     InstanceMethod<&NativeModel::Metadata>("metadata"),
     InstanceMethod<&NativeModel::Step>("step"),
+    InstanceMethod<&NativeModel::Profile>("profile"),
     InstanceMethod<&NativeModel::Dispose>("dispose"),
   });
   // LoadWorker builds instances from this once the model is ready.
@@ -337,6 +338,21 @@ Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
+}
+
+Napi::Value NativeModel::Profile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& e = engine(env);
+  // The step worker writes the profile; reading it meanwhile would race.
+  if (busy_) throw make_error(env, "E_BUSY", "profile() cannot be read while a step is in flight");
+  const Forward::Profile p = e->forward->take_profile();
+  Napi::Object ops = Napi::Object::New(env);
+  for (int op = 0; op < Forward::kOps; ++op) ops.Set(Forward::op_name(op), p.ms[op]);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("steps", Napi::Number::New(env, double(p.steps)));
+  o.Set("tokens", Napi::Number::New(env, double(p.tokens)));
+  o.Set("ms", ops);
+  return o;
 }
 
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {

@@ -5,6 +5,7 @@
 //   model.info()                 hyperparameters, KV pool geometry, tensor type counts
 //   model.metadata()             GGUF metadata object (for the tokenizer)
 //   model.step(batch)            -> Promise<StepResult>; at most one in flight (else E_BUSY)
+//   model.profile()              per-phase forward time since the last call (E_BUSY during a step)
 //   model.dispose()              idempotent; frees once any in-flight step has finished
 #pragma once
 
@@ -28,6 +29,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Metadata(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
+  Napi::Value Profile(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   const std::shared_ptr<Engine>& engine(Napi::Env env) const;
 

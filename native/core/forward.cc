@@ -162,6 +162,7 @@ void Forward::make_tiles(const StepBatch& b) {
 }
 
 void Forward::run(const StepBatch& b, float* logits) {
+  lap_start_ = std::chrono::steady_clock::now();
   ensure_scratch(b);
   make_tiles(b);
   for (int32_t c = 0; c < b.n_copies; ++c) kv_.copy_block(b.copies[2 * c], b.copies[2 * c + 1]);
@@ -199,6 +200,11 @@ void Forward::run(const StepBatch& b, float* logits) {
   };
 
   auto body = [&](int tid, int nth) {
+    // Ends a phase: every thread waits for the others, and thread 0 charges the time to op.
+    auto sync = [&](Op op) {
+      pool_.barrier();
+      if (tid == 0) lap(op);
+    };
     const int n = b.n_tokens;
     const int64_t Q = int64_t(hp.n_head) * hp.head_dim, KV = int64_t(hp.n_head_kv) * hp.head_dim, F = hp.n_ff;
     const int32_t half = hp.n_rot / 2;
@@ -225,11 +231,11 @@ void Forward::run(const StepBatch& b, float* logits) {
         rmsnorm(x, w.attn_norm, &xn_[size_t(t * E)], E, hp.rms_eps);
       }
       Prepared p = prepare(tid, nth, xn_.data(), n, E, {&w.wq, &w.wk, &w.wv});
-      pool_.barrier();
+      sync(kNorm);
       matmul(tid, nth, w.wq, p, n, q_.data(), Q);
       matmul(tid, nth, w.wk, p, n, k_.data(), KV);
       matmul(tid, nth, w.wv, p, n, v_.data(), KV);
-      pool_.barrier();
+      sync(kQkv);
 
       // Biases, the per-head Q/K norms, RoPE, and the new K/V rows into the cache.
       const int32_t hd = hp.head_dim;
@@ -255,14 +261,14 @@ void Forward::run(const StepBatch& b, float* logits) {
           std::memcpy(kv_.v_row(l, blk, slot), v, size_t(KV) * sizeof(float));
         }
       }
-      pool_.barrier();
+      sync(kRope);
       attention(tid, nth, b, l);
-      pool_.barrier();
+      sync(kAttention);
 
       p = prepare(tid, nth, attn_.data(), n, Q, {&w.wo});
-      pool_.barrier();
+      sync(kAttnOutQuant);
       matmul(tid, nth, w.wo, p, n, tmp_.data(), E);
-      pool_.barrier();
+      sync(kWo);
 
       for (int64_t t = tb; t < te; ++t) {
         float* x = &x_[size_t(t * E)];
@@ -270,10 +276,10 @@ void Forward::run(const StepBatch& b, float* logits) {
         rmsnorm(x, w.ffn_norm, &xn_[size_t(t * E)], E, hp.rms_eps);
       }
       p = prepare(tid, nth, xn_.data(), n, E, {&w.w_gate, &w.w_up});
-      pool_.barrier();
+      sync(kFfnNorm);
       matmul(tid, nth, w.w_gate, p, n, gate_.data(), F);
       matmul(tid, nth, w.w_up, p, n, up_.data(), F);
-      pool_.barrier();
+      sync(kGateUp);
 
       for (int64_t t = tb; t < te; ++t) {
         float* g = &gate_[size_t(t * F)];
@@ -281,9 +287,9 @@ void Forward::run(const StepBatch& b, float* logits) {
         for (int64_t i = 0; i < F; ++i) g[i] = silu(g[i]) * u[i];
       }
       p = prepare(tid, nth, gate_.data(), n, F, {&w.w_down});
-      pool_.barrier();
+      sync(kSilu);
       matmul(tid, nth, w.w_down, p, n, tmp_.data(), E);
-      pool_.barrier();
+      sync(kDown);
     }
 
     // Final residual add (into tmp_), the norm only for the rows whose logits are wanted (into
@@ -292,18 +298,41 @@ void Forward::run(const StepBatch& b, float* logits) {
       float* x = &tmp_[size_t(t * E)];
       for (int64_t i = 0; i < E; ++i) x[i] += x_[size_t(t * E + i)];
     }
-    pool_.barrier();
+    sync(kOutNorm);
     int64_t ob, oe;
     split(b.n_out, tid, nth, ob, oe);
     for (int64_t o = ob; o < oe; ++o) rmsnorm(&tmp_[size_t(b.out_idx[o] * E)], m_.output_norm, &xn_[size_t(o * E)], E, hp.rms_eps);
     if (b.n_out > 0) {
       const Prepared p = prepare(tid, nth, xn_.data(), b.n_out, E, {&m_.output});
-      pool_.barrier();
+      sync(kOutNorm);
       matmul(tid, nth, m_.output, p, b.n_out, logits, hp.n_vocab);
     }
   };
   // A lambda holding one reference fits std::function's small buffer: no allocation per step.
   pool_.run([&body](int tid, int nth) { body(tid, nth); });
+  lap(kOutput);
+  profile_.steps += 1;
+  profile_.tokens += b.n_tokens;
+}
+
+void Forward::lap(Op op) {
+  const auto now = std::chrono::steady_clock::now();
+  profile_.ms[op] += std::chrono::duration<double, std::milli>(now - lap_start_).count();
+  lap_start_ = now;
+}
+
+const char* Forward::op_name(int op) {
+  static const char* const kNames[kOps] = {
+      "attn_norm", "qkv", "rope_kv_write", "attention", "attn_out_quantize", "wo",
+      "ffn_norm", "gate_up", "silu_quantize", "down", "output_norm", "output",
+  };
+  return op >= 0 && op < kOps ? kNames[op] : "?";
+}
+
+Forward::Profile Forward::take_profile() {
+  Profile p = profile_;
+  profile_ = Profile();
+  return p;
 }
 
 // Work item = (tile, KV head), in that order, each thread taking a contiguous run of items of

@@ -2,6 +2,7 @@
 // prefill chunks and single decode tokens, over the paged KV cache.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
@@ -39,6 +40,19 @@ class Forward {
   // writes for earlier tokens of the same chunk.
   void run(const StepBatch& b, float* logits);
 
+  // The phases of run(), for the bench's profile mode. Each one ends at a barrier.
+  enum Op { kNorm, kQkv, kRope, kAttention, kAttnOutQuant, kWo, kFfnNorm, kGateUp, kSilu, kDown, kOutNorm, kOutput, kOps };
+  static const char* op_name(int op);
+  // Wall time of each phase summed over the steps since the last take_profile(), measured on
+  // thread 0 as it leaves the barrier that ends the phase: so it includes the wait for the slowest
+  // thread, which is where imbalance and serial work show. Costs one clock read per phase.
+  struct Profile {
+    double ms[kOps] = {};
+    int64_t steps = 0;
+    int64_t tokens = 0;
+  };
+  Profile take_profile();
+
  private:
   struct Prepared;
   // Attention works on tiles: up to kTileTokens consecutive positions of one sequence (a prefill
@@ -67,6 +81,7 @@ class Forward {
   void ensure_scratch(const StepBatch& b);
   void make_tiles(const StepBatch& b);
   void attention(int tid, int nth, const StepBatch& b, int32_t l);
+  void lap(Op op);  // thread 0: charges the time since the last lap to op
 
   const Model& m_;
   KvCache& kv_;
@@ -88,6 +103,9 @@ class Forward {
   std::vector<Tile> tiles_;                // [n_tiles] this step's attention tiles
   int32_t n_tiles_ = 0;
   std::vector<AttnScratch> attn_scratch_;  // per thread, sized at construction
+
+  Profile profile_;
+  std::chrono::steady_clock::time_point lap_start_;
 };
 
 }  // namespace weft
