@@ -20,7 +20,7 @@ import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadModel, type Model } from '../lib/index.js';
+import { loadModel, type GenerateOptions, type Model } from '../lib/index.js';
 import { defaultModelPath } from '../lib/default-model.js';
 import { extractAnswer } from '../tools/reasoning-data/answer.js';
 import { auroc, lowestStepMean, lowestWindowMean, majorityAccuracy } from '../tools/reasoning-data/metrics.js';
@@ -68,26 +68,31 @@ interface Trajectory {
   tokenTexts: string[];
 }
 
-/** One trajectory per seed (null: greedy). */
-async function sample(model: Model, prompt: string, seeds: (number | null)[], truth: number): Promise<Trajectory[]> {
-  // Concurrent generate() calls, which the engine batches; with forked trajectories this
-  // becomes one model.generate(prompt, { n, seed }) whose events carry `trajectory`.
-  return Promise.all(seeds.map(async (s) => {
-    const gen = model.generate(prompt, s === null
-      ? { temperature: 0, maxTokens: MAX_TOKENS }
-      : { temperature, topP, topK: 0, minP: 0, seed: s, maxTokens: MAX_TOKENS });
-    const t: Trajectory = { text: '', answer: null, correct: false, tokens: [], logprobs: [], confidences: [], tokenTexts: [] };
+/** The greedy answer, then n sampled trajectories forked from one prefill (trajectory i: seed + i). */
+async function sample(model: Model, prompt: string, truth: number): Promise<Trajectory[]> {
+  const run = async (opts: GenerateOptions, width: number): Promise<Trajectory[]> => {
+    const ts: Trajectory[] = Array.from({ length: width }, () => ({ text: '', answer: null, correct: false, tokens: [], logprobs: [], confidences: [], tokenTexts: [] }));
+    const gen = model.generate(prompt, { ...opts, n: width, maxTokens: MAX_TOKENS });
     for await (const ev of gen) {
+      const t = ts[ev.trajectory];
       t.tokens.push(ev.token);
       t.logprobs.push(ev.logprob);
       t.confidences.push(ev.confidence);
       t.tokenTexts.push(ev.text);
     }
-    t.text = (await gen.result).text;
-    t.answer = extractAnswer(t.text);
-    t.correct = t.answer === truth;
-    return t;
-  }));
+    const result = await gen.result;
+    for (const [i, t] of ts.entries()) {
+      t.text = result.trajectories[i].text;
+      t.answer = extractAnswer(t.text);
+      t.correct = t.answer === truth;
+    }
+    return ts;
+  };
+  const [greedy, samples] = await Promise.all([
+    run({ temperature: 0 }, 1),
+    run({ temperature, topP, topK: 0, minP: 0, seed }, n),
+  ]);
+  return [...greedy, ...samples];
 }
 
 const model = await loadModel(modelPath, { threads: Number(a.threads), kvCacheTokens: 1 << 17 });
@@ -103,7 +108,7 @@ interface LevelResult {
 }
 const results: LevelResult[] = [];
 const hard = { window: [] as number[], wide: [] as number[], step: [] as number[], logprob: [] as number[], labels: [] as boolean[] };
-const seeds = Array.from({ length: n }, (_, i) => seed + i);
+const seeds = Array.from({ length: n }, (_, i) => seed + i);  // trajectory i's seed, for the dump
 
 try {
   for (let level = lo; level <= hi; level++) {
@@ -115,7 +120,7 @@ try {
     for (let s = 0; s < problems.length; s += parallel) {
       await Promise.all(problems.slice(s, s + parallel).map(async (p: Problem) => {
         const prompt = p.question + '\n';
-        const [greedy, ...samples] = await sample(model, prompt, [null, ...seeds], p.answer);
+        const [greedy, ...samples] = await sample(model, prompt, p.answer);
         r.greedy += greedy.correct ? 1 : 0;
         r.greedyTokens += greedy.tokens.length;
         const answers = samples.map((t) => t.answer);
