@@ -50,6 +50,7 @@ std::string tok_str(int32_t t) { return "token " + std::to_string(t); }
 // builds the same descriptor and converts its own share of the rows.
 struct Forward::Prepared {
   int n = 0;
+  int64_t align = 32;  // column blocks that convert() may be given: a multiple of every block size
   GgmlType vdt[3];
   const uint8_t* data[3];
   size_t row_bytes[3];
@@ -130,6 +131,7 @@ void Forward::ensure_scratch(const StepBatch& b) {
   const size_t q_dim = size_t(hp.n_head) * hp.head_dim, kv_dim = size_t(hp.n_head_kv) * hp.head_dim;
   auto grow = [](auto& v, size_t sz) { if (v.size() < sz) v.resize(sz); };
   grow(x_, n * hp.n_embd);
+  grow(x2_, n * hp.n_embd);
   grow(xn_, n * hp.n_embd);
   grow(q_, n * q_dim);
   grow(k_, n * kv_dim);
@@ -170,26 +172,28 @@ void Forward::run(const StepBatch& b, float* logits) {
   const HParams& hp = m_.hp();
   const int64_t E = hp.n_embd;
 
-  // Converts the rows this thread owns of x [n_tok][n_in] for each weight's dot type.
-  auto prepare = [&](int tid, int nth, const float* x, int n_tok, int64_t n_in, std::initializer_list<const Weight*> ws) {
+  // Where the activations for ws live, converted to each weight's dot type; F32 uses x itself.
+  auto layout = [&](const float* x, int64_t n_in, std::initializer_list<const Weight*> ws) {
     Prepared p;
-    int64_t tb, te;
-    split(n_tok, tid, nth, tb, te);
     for (const Weight* w : ws) {
       const GgmlType vdt = cpu::vec_dot_type(w->type);
       if (p.find(vdt) >= 0) continue;
       const int i = p.n++;
       p.vdt[i] = vdt;
-      if (vdt == GgmlType::F32) {
-        p.data[i] = reinterpret_cast<const uint8_t*>(x);
-        p.row_bytes[i] = size_t(n_in) * sizeof(float);
-        continue;
-      }
-      p.row_bytes[i] = ggml_row_bytes(vdt, n_in);
-      p.data[i] = act_[size_t(i)].data();
-      for (int64_t t = tb; t < te; ++t) cpu::quantize_row(vdt, x + t * n_in, act_[size_t(i)].data() + size_t(t) * p.row_bytes[i], n_in);
+      const bool f32 = vdt == GgmlType::F32;
+      p.row_bytes[i] = f32 ? size_t(n_in) * sizeof(float) : ggml_row_bytes(vdt, n_in);
+      p.data[i] = f32 ? reinterpret_cast<const uint8_t*>(x) : act_[size_t(i)].data();
+      p.align = std::max(p.align, ggml_type_traits(vdt).block);
     }
     return p;
+  };
+  // Converts columns [c0, c1) of row t of x (block-aligned, so each block is whole) for p.
+  auto convert = [&](const Prepared& p, const float* x, int64_t n_in, int64_t t, int64_t c0, int64_t c1) {
+    for (int i = 0; i < p.n; ++i) {
+      if (p.vdt[i] == GgmlType::F32) continue;
+      uint8_t* row = act_[size_t(i)].data() + size_t(t) * p.row_bytes[i];
+      cpu::quantize_row(p.vdt[i], x + t * n_in + c0, row + ggml_row_bytes(p.vdt[i], c0), c1 - c0);
+    }
   };
   // y [n_tok][w.n_out] = x W^T for the rows this thread owns.
   auto matmul = [&](int tid, int nth, const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride) {
@@ -198,6 +202,12 @@ void Forward::run(const StepBatch& b, float* logits) {
     split(w.n_out, tid, nth, rb, re);
     cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
   };
+
+  // The residual stream is double-buffered: a phase that adds a block's output reads `cur` and
+  // writes `next` (then they swap), so every thread can read whole rows of `cur` for the norm
+  // while others write their columns of the sum.
+  float* cur = x_.data();
+  float* next = x2_.data();
 
   auto body = [&](int tid, int nth) {
     // Ends a phase: every thread waits for the others, and thread 0 charges the time to op.
@@ -210,10 +220,58 @@ void Forward::run(const StepBatch& b, float* logits) {
     const int32_t half = hp.n_rot / 2;
     int64_t tb, te;
     split(n, tid, nth, tb, te);
+    float* xr = cur;   // each thread swaps its own copies of the two pointers, in step
+    float* xw = next;
+
+    // This thread's share of the elementwise work on n_rows rows of n_in: whole rows while there
+    // are enough, else runs of align-sized column blocks, so that a decode token's norms, SwiGLU
+    // and activation quantization run on every thread. Calls fn(row, c0, c1) per run.
+    auto columns = [&](int64_t n_rows, int64_t n_in, int64_t align, auto&& fn) {
+      const int64_t nb = (n_in + align - 1) / align;
+      int64_t ib, ie;
+      split(n_rows * nb, tid, nth, ib, ie);
+      for (int64_t i = ib; i < ie;) {
+        const int64_t r = i / nb, b0 = i % nb, b1 = std::min(nb, b0 + (ie - i));
+        fn(r, b0 * align, std::min(n_in, b1 * align));
+        i += b1 - b0;
+      }
+    };
+    // For each row r < n_rows, from token t = rows ? rows[r] : r: y = xr[t] + add[t] (add may be
+    // null), and row r of xn_ = the RMS norm of y times w, each for this thread's columns, then
+    // those columns converted for p. With `keep`, y is the new residual stream (written to xw,
+    // and the buffers swap). Every thread sums the squares of whole rows in the same order, so
+    // the result does not depend on the split.
+    auto residual_norm = [&](int64_t n_rows, const int32_t* rows, const float* add, const float* w, const Prepared& p, bool keep) {
+      int64_t last = -1;
+      float scale = 0;
+      columns(n_rows, E, p.align, [&](int64_t r, int64_t c0, int64_t c1) {
+        const int64_t t = rows ? rows[r] : r;
+        const float* x = xr + t * E;
+        const float* a = add ? add + t * E : nullptr;
+        if (r != last) {
+          double ss = 0.0;
+          for (int64_t i = 0; i < E; ++i) {
+            const float v = a ? x[i] + a[i] : x[i];
+            ss += static_cast<double>(v * v);
+          }
+          scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(E)) + hp.rms_eps);
+          last = r;
+        }
+        float* y = xw + t * E;
+        float* o = &xn_[size_t(r * E)];
+        for (int64_t i = c0; i < c1; ++i) {
+          const float v = a ? x[i] + a[i] : x[i];
+          if (keep) y[i] = v;
+          o[i] = (v * scale) * w[i];
+        }
+        convert(p, xn_.data(), E, r, c0, c1);
+      });
+      if (keep) std::swap(xr, xw);
+    };
 
     // Embeddings, and the cos/sin of every rotated pair at each token's position.
     for (int64_t t = tb; t < te; ++t) {
-      cpu::dequantize_row(m_.tok_embd.type, m_.tok_embd.row(b.tokens[t]), &x_[size_t(t * E)], E);
+      cpu::dequantize_row(m_.tok_embd.type, m_.tok_embd.row(b.tokens[t]), xr + t * E, E);
       float* cs = &rope_[size_t(t) * hp.n_rot];
       for (int32_t i = 0; i < half; ++i) {
         const double theta = double(b.positions[t]) * inv_freq_[size_t(i)];
@@ -221,89 +279,87 @@ void Forward::run(const StepBatch& b, float* logits) {
         cs[2 * i + 1] = static_cast<float>(std::sin(theta));
       }
     }
+    pool_.barrier();
 
     for (int32_t l = 0; l < hp.n_layer; ++l) {
       const LayerWeights& w = m_.layers[size_t(l)];
       // Residual add of the previous block's FFN output, then the attention norm.
-      for (int64_t t = tb; t < te; ++t) {
-        float* x = &x_[size_t(t * E)];
-        if (l > 0) for (int64_t i = 0; i < E; ++i) x[i] += tmp_[size_t(t * E + i)];
-        rmsnorm(x, w.attn_norm, &xn_[size_t(t * E)], E, hp.rms_eps);
-      }
-      Prepared p = prepare(tid, nth, xn_.data(), n, E, {&w.wq, &w.wk, &w.wv});
+      Prepared p = layout(xn_.data(), E, {&w.wq, &w.wk, &w.wv});
+      residual_norm(n, nullptr, l > 0 ? tmp_.data() : nullptr, w.attn_norm, p, true);
       sync(kNorm);
       matmul(tid, nth, w.wq, p, n, q_.data(), Q);
       matmul(tid, nth, w.wk, p, n, k_.data(), KV);
       matmul(tid, nth, w.wv, p, n, v_.data(), KV);
       sync(kQkv);
 
-      // Biases, the per-head Q/K norms, RoPE, and the new K/V rows into the cache.
-      const int32_t hd = hp.head_dim;
-      for (int64_t t = tb; t < te; ++t) {
-        float* q = &q_[size_t(t * Q)];
-        float* k = &k_[size_t(t * KV)];
-        float* v = &v_[size_t(t * KV)];
-        if (w.bq) for (int64_t i = 0; i < Q; ++i) q[i] += w.bq[i];
-        if (w.bk) for (int64_t i = 0; i < KV; ++i) k[i] += w.bk[i];
-        if (w.bv) for (int64_t i = 0; i < KV; ++i) v[i] += w.bv[i];
-        if (w.q_norm) for (int32_t h = 0; h < hp.n_head; ++h) rmsnorm(q + int64_t(h) * hd, w.q_norm, q + int64_t(h) * hd, hd, hp.rms_eps);
-        if (w.k_norm) for (int32_t h = 0; h < hp.n_head_kv; ++h) rmsnorm(k + int64_t(h) * hd, w.k_norm, k + int64_t(h) * hd, hd, hp.rms_eps);
+      // Per (token, head): biases, the Q/K norm, RoPE, and for a KV head its new K/V rows into
+      // the cache.
+      const int32_t hd = hp.head_dim, heads = hp.n_head + hp.n_head_kv;
+      int64_t hb, he;
+      split(int64_t(n) * heads, tid, nth, hb, he);
+      for (int64_t item = hb; item < he; ++item) {
+        const int64_t t = item / heads;
+        const int32_t h = int32_t(item % heads);
         const float* cs = &rope_[size_t(t) * hp.n_rot];
-        for (int32_t h = 0; h < hp.n_head; ++h) rope_head(q + int64_t(h) * hd, cs, hp.n_rot, hp.rope_type);
-        for (int32_t h = 0; h < hp.n_head_kv; ++h) rope_head(k + int64_t(h) * hd, cs, hp.n_rot, hp.rope_type);
+        if (h < hp.n_head) {
+          float* q = &q_[size_t(t * Q + int64_t(h) * hd)];
+          if (w.bq) for (int32_t i = 0; i < hd; ++i) q[i] += w.bq[int64_t(h) * hd + i];
+          if (w.q_norm) rmsnorm(q, w.q_norm, q, hd, hp.rms_eps);
+          rope_head(q, cs, hp.n_rot, hp.rope_type);
+          continue;
+        }
+        const int32_t g = h - hp.n_head;
+        float* k = &k_[size_t(t * KV + int64_t(g) * hd)];
+        float* v = &v_[size_t(t * KV + int64_t(g) * hd)];
+        if (w.bk) for (int32_t i = 0; i < hd; ++i) k[i] += w.bk[int64_t(g) * hd + i];
+        if (w.bv) for (int32_t i = 0; i < hd; ++i) v[i] += w.bv[int64_t(g) * hd + i];
+        if (w.k_norm) rmsnorm(k, w.k_norm, k, hd, hp.rms_eps);
+        rope_head(k, cs, hp.n_rot, hp.rope_type);
         const int32_t* bt = b.block_tables + int64_t(b.seq_idx[t]) * b.max_blocks;
         const int32_t blk = bt[b.positions[t] / kv_.block_size()], slot = b.positions[t] % kv_.block_size();
+        const size_t off = size_t(g) * size_t(hd) * kv_.elem_bytes();
         if (kv_.type() == KvType::F16) {
-          cpu::f32_to_fp16_row(k, reinterpret_cast<uint16_t*>(kv_.k_row(l, blk, slot)), KV);
-          cpu::f32_to_fp16_row(v, reinterpret_cast<uint16_t*>(kv_.v_row(l, blk, slot)), KV);
+          cpu::f32_to_fp16_row(k, reinterpret_cast<uint16_t*>(kv_.k_row(l, blk, slot) + off), hd);
+          cpu::f32_to_fp16_row(v, reinterpret_cast<uint16_t*>(kv_.v_row(l, blk, slot) + off), hd);
         } else {
-          std::memcpy(kv_.k_row(l, blk, slot), k, size_t(KV) * sizeof(float));
-          std::memcpy(kv_.v_row(l, blk, slot), v, size_t(KV) * sizeof(float));
+          std::memcpy(kv_.k_row(l, blk, slot) + off, k, size_t(hd) * sizeof(float));
+          std::memcpy(kv_.v_row(l, blk, slot) + off, v, size_t(hd) * sizeof(float));
         }
       }
       sync(kRope);
       attention(tid, nth, b, l);
       sync(kAttention);
 
-      p = prepare(tid, nth, attn_.data(), n, Q, {&w.wo});
+      p = layout(attn_.data(), Q, {&w.wo});
+      columns(n, Q, p.align, [&](int64_t t, int64_t c0, int64_t c1) { convert(p, attn_.data(), Q, t, c0, c1); });
       sync(kAttnOutQuant);
       matmul(tid, nth, w.wo, p, n, tmp_.data(), E);
       sync(kWo);
 
-      for (int64_t t = tb; t < te; ++t) {
-        float* x = &x_[size_t(t * E)];
-        for (int64_t i = 0; i < E; ++i) x[i] += tmp_[size_t(t * E + i)];
-        rmsnorm(x, w.ffn_norm, &xn_[size_t(t * E)], E, hp.rms_eps);
-      }
-      p = prepare(tid, nth, xn_.data(), n, E, {&w.w_gate, &w.w_up});
+      p = layout(xn_.data(), E, {&w.w_gate, &w.w_up});
+      residual_norm(n, nullptr, tmp_.data(), w.ffn_norm, p, true);
       sync(kFfnNorm);
       matmul(tid, nth, w.w_gate, p, n, gate_.data(), F);
       matmul(tid, nth, w.w_up, p, n, up_.data(), F);
       sync(kGateUp);
 
-      for (int64_t t = tb; t < te; ++t) {
+      p = layout(gate_.data(), F, {&w.w_down});
+      columns(n, F, p.align, [&](int64_t t, int64_t c0, int64_t c1) {
         float* g = &gate_[size_t(t * F)];
         const float* u = &up_[size_t(t * F)];
-        for (int64_t i = 0; i < F; ++i) g[i] = silu(g[i]) * u[i];
-      }
-      p = prepare(tid, nth, gate_.data(), n, F, {&w.w_down});
+        for (int64_t i = c0; i < c1; ++i) g[i] = silu(g[i]) * u[i];
+        convert(p, gate_.data(), F, t, c0, c1);
+      });
       sync(kSilu);
       matmul(tid, nth, w.w_down, p, n, tmp_.data(), E);
       sync(kDown);
     }
 
-    // Final residual add (into tmp_), the norm only for the rows whose logits are wanted (into
-    // xn_ rows 0..n_out-1), then the output projection.
-    for (int64_t t = tb; t < te; ++t) {
-      float* x = &tmp_[size_t(t * E)];
-      for (int64_t i = 0; i < E; ++i) x[i] += x_[size_t(t * E + i)];
-    }
-    sync(kOutNorm);
-    int64_t ob, oe;
-    split(b.n_out, tid, nth, ob, oe);
-    for (int64_t o = ob; o < oe; ++o) rmsnorm(&tmp_[size_t(b.out_idx[o] * E)], m_.output_norm, &xn_[size_t(o * E)], E, hp.rms_eps);
+    // The final residual add and norm, only for the rows whose logits are wanted (into xn_ rows
+    // 0..n_out-1), then the output projection.
     if (b.n_out > 0) {
-      const Prepared p = prepare(tid, nth, xn_.data(), b.n_out, E, {&m_.output});
+      const Prepared p = layout(xn_.data(), E, {&m_.output});
+      residual_norm(b.n_out, b.out_idx, tmp_.data(), m_.output_norm, p, false);
       sync(kOutNorm);
       matmul(tid, nth, m_.output, p, b.n_out, logits, hp.n_vocab);
     }

@@ -89,7 +89,8 @@ class Forward {
   std::vector<double> inv_freq_;  // [n_rot/2] angle per unit of position of each rotated pair
 
   // Scratch, grown to the largest batch seen and then reused: no allocation in the step loop.
-  std::vector<float> x_;      // [n_tokens][n_embd]  residual stream
+  std::vector<float> x_;      // [n_tokens][n_embd]  residual stream, double-buffered with x2_
+  std::vector<float> x2_;
   std::vector<float> xn_;     // [n_tokens][n_embd]  normed input of the current block
   std::vector<float> q_;      // [n_tokens][n_head*hd]
   std::vector<float> k_;      // [n_tokens][n_kv*hd]
