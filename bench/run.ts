@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   const header = [
     `weft bench  ${started.toISOString()}  ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB  node ${machine.node}`,
     `threads ${THREADS}; peer: ${machine.llamaCpp}; read bandwidth ${bandwidth.toFixed(1)} GB/s ` +
-      `(bench-membw, 2 threads, best of 5 before and 5 after: ${membw.toFixed(1)} / ${membwAfter.toFixed(1)}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
+      `(bench-membw, 2 threads, best of 10 passes (5 with software prefetch) before and after: ${membw.toFixed(1)} / ${membwAfter.toFixed(1)}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
     `other processes used ${othersPct}% of the CPU during the run${othersPct > 5 ? ' (the machine was not quiet: figures are disturbed)' : ''}; ` +
       `load average at start ${machine.loadAtStart.join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}` +
       `${quick ? '; --quick: one repetition' : ''}`,
