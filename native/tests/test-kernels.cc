@@ -18,25 +18,15 @@
 #include "core/ggml-types.h"
 #include "cpu/kernels.h"
 #include "cpu/thread-pool.h"
+#include "kernel-test.h"
 
 using weft::ErrorCode;
 using weft::GgmlType;
 namespace cpu = weft::cpu;
+using namespace weft::test;
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-
-void check(bool ok, const std::string& what) {
-  ++g_checks;
-  if (!ok) ++g_failures;
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-}
-
-std::mt19937 g_rng(12345);
-
-float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
 
 uint32_t bits(float f) {
   uint32_t u;
@@ -48,22 +38,6 @@ float from_bits(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-bool on_scalar() { return std::strcmp(cpu::kernel_backend(), "scalar") == 0; }
-
-// Runs f on the reference path, then puts back the path that was active.
-template <class F>
-auto on_ref(F f) {
-  const bool was_scalar = on_scalar();
-  cpu::force_scalar_kernels(true);
-  auto r = f();
-  cpu::force_scalar_kernels(was_scalar);
-  return r;
 }
 
 bool g_have_fast = false;  // the automatic backend is not the reference
@@ -618,16 +592,6 @@ void test_matmul_threads() {
 }
 
 // ---- API contract --------------------------------------------------------------------------
-template <class F>
-bool throws_code(F f, ErrorCode code) {
-  try {
-    f();
-  } catch (const weft::Error& e) {
-    return e.code() == code;
-  }
-  return false;
-}
-
 void test_api() {
   bool ok = cpu::type_supported(GgmlType::F32) && cpu::type_supported(GgmlType::F16) &&
             cpu::type_supported(GgmlType::BF16) && cpu::type_supported(GgmlType::Q8_0) &&
@@ -755,6 +719,7 @@ void test_thread_pool() {
 }  // namespace
 
 int main() {
+  g_rng.seed(12345);
   cpu::force_scalar_kernels(false);
   g_have_fast = std::strcmp(cpu::kernel_backend(), "scalar") != 0;
   std::printf("kernel backend: %s\n", cpu::kernel_backend());
@@ -771,6 +736,5 @@ int main() {
   test_matmul();
   test_matmul_threads();
   test_thread_pool();
-  std::printf("\n%d checks, %d failed\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return summary();
 }

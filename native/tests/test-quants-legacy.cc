@@ -17,43 +17,15 @@
 #include "core/ggml-types.h"
 #include "cpu/kernels.h"
 #include "cpu/thread-pool.h"
+#include "kernel-test.h"
 
 using weft::ErrorCode;
 using weft::GgmlType;
 namespace cpu = weft::cpu;
+using namespace weft::test;
 
 namespace {
 
-int g_checks = 0;
-int g_failures = 0;
-
-void check(bool ok, const std::string& what) {
-  ++g_checks;
-  if (!ok) ++g_failures;
-  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
-}
-
-std::mt19937 g_rng(20250);
-
-float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
-int irand(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
-float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(g_rng); }
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-bool on_scalar() { return std::strcmp(cpu::kernel_backend(), "scalar") == 0; }
-
-// Runs f on the reference path, then puts back the path that was active.
-template <class F>
-auto on_ref(F f) {
-  const bool was_scalar = on_scalar();
-  cpu::force_scalar_kernels(true);
-  auto r = f();
-  cpu::force_scalar_kernels(was_scalar);
-  return r;
-}
 
 bool g_have_fast = false;
 const GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1};
@@ -284,16 +256,6 @@ float ggml_order_dot(GgmlType t, const uint8_t* w, const uint8_t* a, int64_t n) 
 }
 
 // ---- API -------------------------------------------------------------------------------------
-template <class F>
-bool throws_code(F f, ErrorCode code) {
-  try {
-    f();
-  } catch (const weft::Error& e) {
-    return e.code() == code;
-  }
-  return false;
-}
-
 void test_api() {
   bool ok = !cpu::type_supported(GgmlType::Q8_1);
   for (GgmlType t : kTypes) ok &= cpu::type_supported(t) && cpu::vec_dot_type(t) == act_type(t);
@@ -709,6 +671,7 @@ void test_matmul() {
 }  // namespace
 
 int main() {
+  g_rng.seed(20250);
   g_have_fast = !on_scalar();
   std::printf("backend: %s%s\n", cpu::kernel_backend(),
               g_have_fast ? "" : " (no fast path on this CPU: fast-vs-reference checks skipped)");
@@ -718,6 +681,5 @@ int main() {
   test_quantize_q8_1();
   test_vec_dot();
   test_matmul();
-  std::printf("%d checks, %d failed\n", g_checks, g_failures);
-  return g_failures == 0 ? 0 : 1;
+  return summary();
 }

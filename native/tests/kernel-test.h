@@ -1,0 +1,66 @@
+// What the C++ kernel tests (test-kernels, test-quants-legacy, test-quants-k) share: a tally of
+// named checks, one seeded random stream per test program, running a call on the scalar
+// reference path, and asserting the error code a call throws.
+#pragma once
+
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "cpu/kernels.h"
+
+namespace weft::test {
+
+inline int g_checks = 0;
+inline int g_failures = 0;
+
+inline void check(bool ok, const std::string& what) {
+  ++g_checks;
+  if (!ok) ++g_failures;
+  std::printf("%s %s\n", ok ? "ok  " : "FAIL", what.c_str());
+}
+
+// Prints the tally; the process exit code.
+inline int summary() {
+  std::printf("%d checks, %d failed\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
+
+// Each program seeds it first thing in main(), so its draws are its own and reproducible.
+inline std::mt19937 g_rng;
+
+inline float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(g_rng); }
+inline int irand(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
+inline float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(g_rng); }
+
+inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+inline bool on_scalar() { return std::strcmp(cpu::kernel_backend(), "scalar") == 0; }
+
+// Runs f on the reference path, then puts back the path that was active.
+template <class F>
+auto on_ref(F f) {
+  const bool was_scalar = on_scalar();
+  cpu::force_scalar_kernels(true);
+  auto r = f();
+  cpu::force_scalar_kernels(was_scalar);
+  return r;
+}
+
+// True when f throws a weft::Error with this code.
+template <class F>
+bool throws_code(F f, ErrorCode code) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.code() == code;
+  }
+  return false;
+}
+
+}  // namespace weft::test
