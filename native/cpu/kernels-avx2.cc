@@ -17,6 +17,7 @@
 
 #include <immintrin.h>
 
+#include "avx2-common.h"
 #include "kernels-impl.h"
 
 namespace weft::cpu::detail {
@@ -47,14 +48,6 @@ struct LdBF16 {
     return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
   }
 };
-
-// The one horizontal reduction every dot ends with.
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -217,38 +210,10 @@ void quantize_f16(const float* src, void* dst, int64_t n) {
 // d = amax / 127, id = 127 / amax, q = round-half-even(clamp(x * id, -127, 127)).
 void quantize_q8_0(const float* src, void* dst, int64_t n) {
   BlockQ8_0* y = static_cast<BlockQ8_0*>(dst);
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 hi = _mm256_set1_ps(127.0f);
-  const __m256 lo = _mm256_set1_ps(-127.0f);
   for (int64_t b = 0; b < n / 32; ++b) {
-    const float* x = src + b * 32;
-    __m256 v[4];
-    __m256 m = _mm256_setzero_ps();
-    for (int k = 0; k < 4; ++k) {
-      v[k] = _mm256_loadu_ps(x + 8 * k);
-      m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[k]), m);  // NaN lane: keeps m
-    }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) {
-      __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
-      s = _mm256_max_ps(_mm256_min_ps(s, hi), lo);  // min(NaN, 127) = 127, as std::fmin
-      const __m256 r = _mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      q[k] = _mm256_cvttps_epi32(r);
-    }
-    // Narrow 4 x 8 int32 to 32 int8: the packs interleave 128-bit lanes, the permute undoes it.
-    const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
-    const __m256i q16b = _mm256_packs_epi32(q[2], q[3]);
-    const __m256i q8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(q16a, q16b),
-                                                   _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q8);
+    const Q8Block32 q = quantize_block32(src + b * 32);
+    y[b].d = _cvtss_sh(q.d, _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), pack_q8(q.q));
   }
 }
 

@@ -28,20 +28,12 @@
 
 #include <cstring>
 
+#include "avx2-common.h"
 #include "kernels-impl.h"
 #include "quants-k.h"
 
 namespace weft::cpu::detail {
 namespace {
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-__m256i load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 float fp16(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -109,9 +101,9 @@ inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, 
   const __m256i bit4 = _mm256_set1_epi8(0x10);
   for (int j = 0; j < NA; ++j) sumi[j] = _mm256_setzero_si256();
   __m256i hb = _mm256_setzero_si256();
-  if constexpr (kFifthBit) hb = load(x.qh);
+  if constexpr (kFifthBit) hb = load256(x.qh);
   for (int i = 0; i < 4; ++i) {  // sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles)
-    const __m256i q = load(x.qs + 32 * i);
+    const __m256i q = load256(x.qs + 32 * i);
     __m256i lo = _mm256_and_si256(q, m4);
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
     if constexpr (kFifthBit) {
@@ -124,8 +116,8 @@ inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, 
     const __m256i sc_hi = _mm256_shuffle_epi8(scm, pattern(kByteToI16[2 * i + 1]));
     for (int j = 0; j < NA; ++j) {
       const int8_t* qa = a[j][b].qs + 64 * i;
-      const __m256i p_lo = _mm256_madd_epi16(sc_lo, _mm256_maddubs_epi16(lo, load(qa)));
-      const __m256i p_hi = _mm256_madd_epi16(sc_hi, _mm256_maddubs_epi16(hi, load(qa + 32)));
+      const __m256i p_lo = _mm256_madd_epi16(sc_lo, _mm256_maddubs_epi16(lo, load256(qa)));
+      const __m256i p_hi = _mm256_madd_epi16(sc_hi, _mm256_maddubs_epi16(hi, load256(qa + 32)));
       sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p_lo, p_hi));
       keep_in_register(sumi[j]);
     }
@@ -204,7 +196,7 @@ void repack_for_q6(const void* src, int64_t n, Q8KForQ6* dst) {
   const __m256i m32 = _mm256_set1_epi8(32);
   for (int64_t b = 0; b < n / kQK; ++b) {
     for (int v = 0; v < kQK / 32; ++v) {
-      const __m256i q = load(x[b].qs + 32 * v);
+      const __m256i q = load256(x[b].qs + 32 * v);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs + 32 * v), q);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs32 + 16 * v), _mm256_maddubs_epi16(m32, q));
     }
@@ -229,9 +221,9 @@ struct Q6K {
     __m256i sumi[NA];
     for (int j = 0; j < NA; ++j) sumi[j] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {  // 128 weights each
-      const __m256i ql0 = load(x.ql + 64 * h);
-      const __m256i ql1 = load(x.ql + 64 * h + 32);
-      const __m256i qh = load(x.qh + 32 * h);
+      const __m256i ql0 = load256(x.ql + 64 * h);
+      const __m256i ql1 = load256(x.ql + 64 * h + 32);
+      const __m256i qh = load256(x.qh + 32 * h);
       // Weights 32c..32c+32 of the half: nibble from ql0/ql1, bits 2c..2c+1 of qh moved to 4..5.
       const __m256i q[4] = {
           _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
@@ -245,8 +237,8 @@ struct Q6K {
         const __m256i sc = _mm256_shuffle_epi8(sc_halves[h], pattern(kI16Pair[c]));
         for (int j = 0; j < NA; ++j) {
           const Act& y = a[j][b];
-          const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[c], load(y.qs + 32 * v)),
-                                             load(y.qs32 + 16 * v));
+          const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[c], load256(y.qs + 32 * v)),
+                                             load256(y.qs32 + 16 * v));
           sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(sc, p));
           keep_in_register(sumi[j]);
         }

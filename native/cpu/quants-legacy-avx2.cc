@@ -23,26 +23,18 @@
 
 #include <cstring>
 
+#include "avx2-common.h"
 #include "kernels-impl.h"
 #include "quants-legacy.h"
 
 namespace weft::cpu::detail {
 namespace {
 
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 uint32_t load32(const void* p) {
   uint32_t v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-
-__m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -621,42 +613,16 @@ void matmul_q4_0(int64_t n, const void* w, size_t w_row_bytes, const void* act,
 // s = fp16(d * sum(q)).
 void quantize_q8_1(const float* src, void* dst, int64_t n) {
   BlockQ8_1* y = static_cast<BlockQ8_1*>(dst);
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
-  const __m256 hi = _mm256_set1_ps(127.0f);
-  const __m256 lo = _mm256_set1_ps(-127.0f);
   for (int64_t b = 0; b < n / kQL; ++b) {
-    const float* x = src + b * kQL;
-    __m256 v[4];
-    __m256 m = _mm256_setzero_ps();
-    for (int k = 0; k < 4; ++k) {
-      v[k] = _mm256_loadu_ps(x + 8 * k);
-      m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[k]), m);  // NaN lane: keeps m
-    }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4);
-    const float d = amax / 127.0f;
-    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) {
-      __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
-      s = _mm256_max_ps(_mm256_min_ps(s, hi), lo);  // min(NaN, 127) = 127, as std::fmin
-      q[k] = _mm256_cvttps_epi32(_mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    }
-    const __m256i sum8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    const Q8Block32 q = quantize_block32(src + b * kQL);
+    const __m256i sum8 = _mm256_add_epi32(_mm256_add_epi32(q.q[0], q.q[1]), _mm256_add_epi32(q.q[2], q.q[3]));
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum8), _mm256_extracti128_si256(sum8, 1));
     s4 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 1));
     const int sum = _mm_cvtsi128_si32(s4);
-    y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    y[b].s = _cvtss_sh(d * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT);
-    // 4 x 8 int32 -> 32 int8: the packs interleave 128-bit lanes, the permute undoes it.
-    const __m256i q8 = _mm256_permutevar8x32_epi32(
-        _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
-        _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), q8);
+    y[b].d = _cvtss_sh(q.d, _MM_FROUND_TO_NEAREST_INT);
+    y[b].s = _cvtss_sh(q.d * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), pack_q8(q.q));
   }
 }
 

@@ -1,0 +1,62 @@
+// Helpers the AVX2 translation units share (kernels-avx2.cc, quants-legacy-avx2.cc,
+// quants-k-avx2.cc). Include it only from files compiled with -mavx2 -mfma -mf16c. Everything is
+// in an anonymous namespace, as those files' rules ask: each one gets its own copy, so the linker
+// can never hand AVX2 code to a portable translation unit.
+#pragma once
+
+#include <immintrin.h>
+
+namespace weft::cpu::detail {
+namespace {
+
+// The one horizontal reduction every dot ends with.
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// One block of 32 activations as ggml's x86 quantizers for Q8_0 and Q8_1 quantize it: amax
+// ignoring NaN lanes, d = amax / 127, id = 127 / amax (0 for an all-zero block),
+// q = round-half-even(clamp(x * id, -127, 127)) (min(NaN, 127) = 127, as std::fmin).
+struct Q8Block32 {
+  __m256i q[4];  // int32 lanes, values 0-7, 8-15, 16-23, 24-31
+  float d;
+};
+
+inline Q8Block32 quantize_block32(const float* x) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+  __m256 v[4];
+  __m256 m = _mm256_setzero_ps();
+  for (int k = 0; k < 4; ++k) {
+    v[k] = _mm256_loadu_ps(x + 8 * k);
+    m = _mm256_max_ps(_mm256_andnot_ps(sign_bit, v[k]), m);  // NaN lane: keeps m
+  }
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  const float amax = _mm_cvtss_f32(m4);
+  const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+  Q8Block32 out;
+  out.d = amax / 127.0f;
+  for (int k = 0; k < 4; ++k) {
+    __m256 s = _mm256_mul_ps(v[k], _mm256_set1_ps(id));
+    s = _mm256_max_ps(_mm256_min_ps(s, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-127.0f));
+    out.q[k] = _mm256_cvttps_epi32(_mm256_round_ps(s, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  return out;
+}
+
+// The 32 int32 values of q as int8, in order: the packs interleave 128-bit lanes, the permute
+// undoes it.
+inline __m256i pack_q8(const __m256i* q) {
+  return _mm256_permutevar8x32_epi32(
+      _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3])),
+      _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+}  // namespace
+}  // namespace weft::cpu::detail
