@@ -41,6 +41,21 @@ struct TypeKernels {
   MatmulFn matmul = nullptr;          // set whenever vec_dot is, with identical per-element math
 };
 
+// The portable matmul of the reference backends: one vec_dot per output element, so it is batch
+// invariant by construction. (Used only by the *-ref.cc files, each with its own dots.)
+template <VecDotFn dot>
+void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
+                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+                 int64_t r_end) {
+  const char* wb = static_cast<const char*>(w);
+  const char* ab = static_cast<const char*>(act);
+  for (int64_t r = r_begin; r < r_end; ++r) {
+    for (int i = 0; i < n_tok; ++i) {
+      y[i * y_stride + r] = dot(n_in, wb + r * w_row_bytes, ab + i * act_row_bytes);
+    }
+  }
+}
+
 // Type ids in ggml-types.h are below this bound.
 constexpr uint32_t kTypeIdLimit = 40;
 

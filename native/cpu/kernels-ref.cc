@@ -183,20 +183,6 @@ float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
-// ---- matmul: one vec_dot per output element (batch invariant by construction) ----------------
-template <VecDotFn dot>
-void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
-                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
-                 int64_t r_end) {
-  const char* wb = static_cast<const char*>(w);
-  const char* ab = static_cast<const char*>(act);
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    for (int i = 0; i < n_tok; ++i) {
-      y[i * y_stride + r] = dot(n_in, wb + r * w_row_bytes, ab + i * act_row_bytes);
-    }
-  }
-}
-
 // ---- attention -------------------------------------------------------------------------------
 // Scores are double-precision dots, as vec_dot_f32 is; each value step is a float multiply, then
 // an add.

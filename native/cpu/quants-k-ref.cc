@@ -265,20 +265,6 @@ float vec_dot_q6_k(int64_t n, const void* w, const void* a) {
   return static_cast<float>(sum);
 }
 
-// ---- matmul: one vec_dot per output element ---------------------------------------------------
-template <VecDotFn dot>
-void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
-                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
-                 int64_t r_end) {
-  const char* wb = static_cast<const char*>(w);
-  const char* ab = static_cast<const char*>(act);
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    for (int i = 0; i < n_tok; ++i) {
-      y[i * y_stride + r] = dot(n_in, wb + r * w_row_bytes, ab + i * act_row_bytes);
-    }
-  }
-}
-
 void set(Backend& b, GgmlType t, const TypeKernels& k) { b.types[static_cast<uint32_t>(t)] = k; }
 
 }  // namespace

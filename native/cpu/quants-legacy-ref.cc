@@ -194,20 +194,6 @@ float vec_dot_legacy(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
-// One vec_dot per output element, as kernels-ref.cc's matmul_rows.
-template <VecDotFn dot>
-void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
-                 size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
-                 int64_t r_end) {
-  const char* wb = static_cast<const char*>(w);
-  const char* ab = static_cast<const char*>(act);
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    for (int i = 0; i < n_tok; ++i) {
-      y[i * y_stride + r] = dot(n_in, wb + r * w_row_bytes, ab + i * act_row_bytes);
-    }
-  }
-}
-
 template <class B>
 TypeKernels legacy_kernels(GgmlType act) {
   return {act, dequantize_legacy<B>, quantize_legacy<B>, vec_dot_legacy<B>,
