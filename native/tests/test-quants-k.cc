@@ -24,7 +24,6 @@ using namespace weft::test;
 
 namespace {
 
-
 uint32_t bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
