@@ -3,6 +3,7 @@
 // reference path, and asserting the error code a call throws.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -36,9 +37,24 @@ inline float uniform(float lo, float hi) { return std::uniform_real_distribution
 inline int irand(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(g_rng); }
 inline float normal() { return std::normal_distribution<float>(0.0f, 1.0f)(g_rng); }
 
+inline uint32_t bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+inline float from_bits(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
 inline bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
+
+// Whether the automatic backend is a fast path, not the reference; each main() sets it.
+inline bool g_have_fast = false;
 
 inline bool on_scalar() { return std::strcmp(cpu::kernel_backend(), "scalar") == 0; }
 

@@ -27,20 +27,6 @@ using namespace weft::test;
 
 namespace {
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-float from_bits(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-bool g_have_fast = false;  // the automatic backend is not the reference
-
 // ---- test data -------------------------------------------------------------------------------
 enum class Fill { Normal, Mixed, Integers, Zeros, Equal, Huge, Tiny, Extremes };
 

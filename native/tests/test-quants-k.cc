@@ -24,13 +24,6 @@ using namespace weft::test;
 
 namespace {
 
-uint32_t bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
-bool g_have_fast = false;
 const GgmlType kTypes[] = {GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
 const char* name(GgmlType t) { return weft::ggml_type_name(t); }
 size_t block_bytes(GgmlType t) { return weft::ggml_type_traits(t).bytes; }

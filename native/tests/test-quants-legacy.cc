@@ -26,7 +26,6 @@ using namespace weft::test;
 
 namespace {
 
-bool g_have_fast = false;
 const GgmlType kTypes[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1};
 const char* name(GgmlType t) { return weft::ggml_type_name(t); }
 constexpr int QK = 32;
