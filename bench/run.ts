@@ -185,6 +185,14 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
   }
   const runners: ['weft' | 'llamaCpp', Runner][] = [['weft', weft]];
   if (peer) runners.push(['llamaCpp', peer]);
+  // One measured call; for weft, the forward-pass profile of just that call joins the sample's.
+  const profiled = async <T>(who: 'weft' | 'llamaCpp', sample: Sample, call: () => Promise<T>): Promise<T> => {
+    if (who !== 'weft') return call();
+    await weft.profile();  // drops what the calls before left
+    const out = await call();
+    sample.profile = addProfile(sample.profile, await weft.profile());
+    return out;
+  };
 
   try {
     // Prompt ids avoid the control tokens and, in padded vocabularies, the padding.
@@ -198,9 +206,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
     for (let i = 0; i < reps(); i++) {
       // Alternate which engine goes first so drift in machine speed hits both alike.
       for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
-        if (who === 'weft') await weft.profile();
-        pp[who].push(PROMPT / await r.prefill(ids(PROMPT, 100 + i)));
-        if (who === 'weft') pp.profile = addProfile(pp.profile, await weft.profile());
+        pp[who].push(PROMPT / await profiled(who, pp, () => r.prefill(ids(PROMPT, 100 + i))));
       }
     }
     log(`  pp512 weft ${fmt(median(pp.weft))} nlc ${fmt(median(pp.llamaCpp))}`);
@@ -209,13 +215,9 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
       for (let i = 0; i < reps(b); i++) {
         const prompts = Array.from({ length: b }, (_, k) => ids(SHORT_PROMPT, 1000 * (i + 1) + k));
         for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
-          if (who === 'weft') await weft.profile();
-          const rate = decodeRate(await r.decode(prompts, GEN));
+          const rate = decodeRate(await profiled(who, s, () => r.decode(prompts, GEN)));
           s[who].push(rate.tokPerS);
-          if (who === 'weft') {
-            s.weftTokens.push(rate.tokens);
-            s.profile = addProfile(s.profile, await weft.profile());
-          }
+          if (who === 'weft') s.weftTokens.push(rate.tokens);
         }
       }
       log(`  tg B=${b} weft ${fmt(median(s.weft))} nlc ${fmt(median(s.llamaCpp))}`);
