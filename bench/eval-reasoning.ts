@@ -11,7 +11,10 @@
  *   --per-level N   test problems per level (default 50)     --levels A-B  (default 1-8)
  *   --n N           sampled trajectories per problem (64)     --temp T      (0.8)
  *   --top-p P       (0.95)  --seed S (1)  --threads T (2)     --parallel P  problems in flight (4)
- *   --preset v1|v2  the generator's difficulty schedule (v1, what the shipped model was trained on)
+ *   --preset v1|v2|v3  the generator's difficulty schedule (v1 by default)
+ *
+ * A second table splits each level by problem family (chain / story / total), since only some
+ * families have more than one solution path.
  *
  * Answers are read with tools/reasoning-data/answer.ts (last "Answer: N", else the last step's
  * "=N"; anything else counts as wrong).
@@ -101,9 +104,10 @@ const outDir = path.join(ROOT, 'bench', 'out', `eval-reasoning-${stamp}`);
 mkdirSync(outDir, { recursive: true });
 const dump = createWriteStream(path.join(outDir, 'trajectories.jsonl'));
 
-interface LevelResult {
-  level: number; problems: number; greedy: number; majority: Record<number, number>;
-  tokens: number; greedyTokens: number; wallS: number;
+interface Tally { problems: number; greedy: number; majority: Record<number, number> }
+interface LevelResult extends Tally {
+  byStyle: Record<string, Tally>;
+  level: number; tokens: number; greedyTokens: number; wallS: number;
   auroc: { window: number; step: number; logprob: number }; sampledAccuracy: number;
 }
 const results: LevelResult[] = [];
@@ -114,17 +118,21 @@ try {
   for (let level = lo; level <= hi; level++) {
     const t0 = performance.now();
     const problems = Array.from({ length: perLevel }, (_, i) => makeProblem('test', level, i, presetOptions(preset, level)));
-    const r: LevelResult = { level, problems: perLevel, greedy: 0, majority: {}, tokens: 0, greedyTokens: 0, wallS: 0, auroc: { window: NaN, step: NaN, logprob: NaN }, sampledAccuracy: 0 };
+    const r: LevelResult = { level, problems: perLevel, greedy: 0, majority: {}, byStyle: {}, tokens: 0, greedyTokens: 0, wallS: 0, auroc: { window: NaN, step: NaN, logprob: NaN }, sampledAccuracy: 0 };
     const win: number[] = [], wide: number[] = [], step: number[] = [], logprob: number[] = [], labels: boolean[] = [];
     for (const k of ks) r.majority[k] = 0;
     for (let s = 0; s < problems.length; s += parallel) {
       await Promise.all(problems.slice(s, s + parallel).map(async (p: Problem) => {
         const prompt = p.question + '\n';
         const [greedy, ...samples] = await sample(model, prompt, p.answer);
-        r.greedy += greedy.correct ? 1 : 0;
         r.greedyTokens += greedy.tokens.length;
         const answers = samples.map((t) => t.answer);
-        for (const k of ks) r.majority[k] += majorityAccuracy(answers, p.answer, k);
+        const family = (r.byStyle[p.style] ??= { problems: 0, greedy: 0, majority: Object.fromEntries(ks.map((k) => [k, 0])) });
+        for (const tally of [r, family]) {
+          tally.greedy += greedy.correct ? 1 : 0;
+          for (const k of ks) tally.majority[k] += majorityAccuracy(answers, p.answer, k);
+        }
+        family.problems++;
         for (const [i, t] of [greedy, ...samples].entries()) {
           r.tokens += t.tokens.length;
           if (i > 0) {
@@ -136,15 +144,17 @@ try {
             r.sampledAccuracy += t.correct ? 1 : 0;
           }
           dump.write(JSON.stringify({
-            level, index: p.index, question: p.question, truth: p.answer, seed: i === 0 ? null : seeds[i - 1],
+            level, index: p.index, style: p.style, question: p.question, truth: p.answer, seed: i === 0 ? null : seeds[i - 1],
             temperature: i === 0 ? 0 : temperature, topP: i === 0 ? 1 : topP,
             text: t.text, answer: t.answer, correct: t.correct, tokens: t.tokens, logprobs: t.logprobs, confidences: t.confidences,
           }) + '\n');
         }
       }));
     }
-    r.greedy /= perLevel;
-    for (const k of ks) r.majority[k] /= perLevel;
+    for (const tally of [r, ...Object.values(r.byStyle)]) {
+      tally.greedy /= tally.problems;
+      for (const k of ks) tally.majority[k] /= tally.problems;
+    }
     r.sampledAccuracy /= perLevel * n;
     r.auroc = { window: auroc(win, labels), step: auroc(step, labels), logprob: auroc(logprob, labels) };
     if (level >= 6) {
@@ -178,6 +188,11 @@ process.stdout.write(`model ${modelPath}; test split (preset ${preset}), ${perLe
 process.stdout.write(formatTable(
   ['level', 'problems', 'greedy %', ...ks.map((k) => `maj@${k} %`), 'tokens', 'greedy tok/problem', 'wall s', `AUROC C win${WINDOW}`, 'AUROC C step', `AUROC lp win${WINDOW}`],
   rows,
+) + '\n');
+process.stdout.write(formatTable(
+  ['level', 'family', 'problems', 'greedy %', ...ks.map((k) => `maj@${k} %`)],
+  results.flatMap((r) => Object.entries(r.byStyle).sort().map(([style, t]) =>
+    [String(r.level), style, String(t.problems), pct(t.greedy), ...ks.map((k) => pct(t.majority[k]))])),
 ) + '\n');
 process.stdout.write(`hard levels (6-8) pooled, AUROC for a correct answer of the lowest group confidence C over ` +
   `${WINDOW} tokens ${hardAuroc.window.toFixed(3)}, over ${WIDE_WINDOW} tokens ${hardAuroc.wide.toFixed(3)}, over a step line ` +

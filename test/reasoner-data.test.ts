@@ -70,7 +70,59 @@ describe('problem generator', () => {
       .flatMap((p) => p.solution.match(/\d+/g)!.map(Number));
     expect(Math.max(...values)).toBeGreaterThan(499);
     expect(Math.max(...values)).toBeLessThanOrEqual(999);
-    expect(() => presetOptions('v3' as Preset, 1)).toThrow(RangeError);
+    expect(() => presetOptions('v4' as Preset, 1)).toThrow(RangeError);
+  });
+
+  it('v3: totals added in any order and commutative steps either way round, all checkable', () => {
+    expect(presetOptions('v3', 2)).toEqual({ totals: true, shuffleOperands: true });
+    expect(presetOptions('v3', 6)).toEqual({ maxOperand: 99, maxValue: 999, totals: true, shuffleOperands: true });
+    expect(makeProblem('test', 6, 3, presetOptions('v3', 6))).toEqual(makeProblem('test', 6, 3, presetOptions('v3', 6)));
+    const styles = new Map<string, number>();
+    let swapped = 0;
+    let reordered = 0;
+    for (let level = 1; level <= MAX_LEVEL; level++) {
+      for (let i = 0; i < 60; i++) {
+        const p = makeProblem('test', level, i, presetOptions('v3', level));
+        styles.set(p.style, (styles.get(p.style) ?? 0) + 1);
+        const steps = p.solution.split('\n').slice(0, -1).map((line) => {
+          const m = /^(\d+)([-+*/])(\d+)=(\d+)$/.exec(line);
+          expect(m, line).not.toBeNull();
+          const [x, op, y, z] = [Number(m![1]), m![2], Number(m![3]), Number(m![4])];
+          expect(z, line).toBe(op === '+' ? x + y : op === '-' ? x - y : op === '*' ? x * y : x / y);
+          expect(z).toBeLessThanOrEqual(level >= 5 ? 999 : 499);
+          return { x, op, y, z };
+        });
+        expect(Number(/(\d+)$/.exec(p.solution)![1])).toBe(p.answer);
+        if (p.style !== 'total') {
+          // The running value is one of the two operands, on either side.
+          for (let k = 1; k < steps.length; k++) {
+            const prev = [steps[k - 1].z, steps[k - 1].x];
+            expect(prev.includes(steps[k].x) || prev.includes(steps[k].y), JSON.stringify(steps[k])).toBe(true);
+            if (steps[k].op === '+' || steps[k].op === '*') swapped += Number(steps[k].y === steps[k - 1].z && steps[k].x !== steps[k - 1].z);
+          }
+          continue;
+        }
+        // A total: level + 1 counts from the question, each used once, in some order.
+        const inQuestion = p.question.match(/\d+/g)!.map(Number);
+        const asked = [...inQuestion].sort((a, b) => a - b);
+        expect(asked).toHaveLength(level + 1);
+        expect(steps).toHaveLength(level);
+        const used = [steps[0].x, steps[0].y];
+        for (let k = 1; k < steps.length; k++) {
+          const { x, y } = steps[k];
+          expect(x === steps[k - 1].z || y === steps[k - 1].z).toBe(true);
+          used.push(x === steps[k - 1].z ? y : x);
+        }
+        reordered += Number(used.join() !== inQuestion.join());
+        expect(used.sort((a, b) => a - b)).toEqual(asked);
+        expect(p.answer).toBe(asked.reduce((a, b) => a + b, 0));
+      }
+    }
+    for (const s of ['chain', 'story', 'total']) expect(styles.get(s)).toBeGreaterThan(100);
+    expect(swapped).toBeGreaterThan(50);
+    expect(reordered).toBeGreaterThan(100);
+    // v1 is untouched by the new options: its golden problems above still hold.
+    expect(makeProblem('test', 8, 2, presetOptions('v1', 8)).solution).toBe(makeProblem('test', 8, 2).solution);
   });
 
   it('rejects bad arguments', () => {

@@ -1,7 +1,7 @@
 /**
  * Writes one split as JSON lines, one problem per line, levels round-robin (index i has level
  * 1 + i % 8 unless --levels narrows it). Usage:
- *   tsx tools/reasoning-data/cli.ts --split train --count 400000 --out train.jsonl [--levels 1-8] [--preset v1|v2]
+ *   tsx tools/reasoning-data/cli.ts --split train --count 400000 --out train.jsonl [--levels 1-8] [--preset v1|v2|v3]
  */
 import { createWriteStream } from 'node:fs';
 import { parseArgs } from 'node:util';

@@ -11,15 +11,22 @@
 import { Rng } from './rng.js';
 
 export type Split = 'train' | 'val' | 'test';
-export type Style = 'chain' | 'story';
+export type Style = 'chain' | 'story' | 'total';
 
 export interface ProblemOptions {
   /** Largest addend / subtrahend and starting value (default 49). */
   maxOperand?: number;
   /** Largest value any step may produce (default 499). */
   maxValue?: number;
-  /** Force one template family; by default chains and stories alternate at random. */
+  /** Force one template family; by default chains and stories (and totals, with `totals`) at random. */
   style?: Style;
+  /**
+   * Add the 'total' family: level + 1 counts to add up, whose solutions add them in a random
+   * order, so one problem has many valid solution paths.
+   */
+  totals?: boolean;
+  /** Write commutative steps either way round (`25+17=42` as well as `17+25=42`), at random. */
+  shuffleOperands?: boolean;
 }
 
 export interface Problem {
@@ -36,14 +43,16 @@ export interface Problem {
 export const MAX_LEVEL = 8;
 
 /**
- * Named difficulty schedules: 'v1' (the shipped model's data) keeps every level within
- * maxOperand 49 / maxValue 499; 'v2' gives levels 5 and up operands to 99 and values to 999.
+ * Named difficulty schedules: 'v1' keeps every level within maxOperand 49 / maxValue 499; 'v2'
+ * gives levels 5 and up operands to 99 and values to 999; 'v3' is v2 with many solution paths
+ * per problem (totals added in any order, commutative steps written either way round), so that
+ * sampled trajectories take different routes and their mistakes stop agreeing.
  */
-export type Preset = 'v1' | 'v2';
+export type Preset = 'v1' | 'v2' | 'v3';
 export function presetOptions(preset: Preset, level: number): ProblemOptions {
-  if (preset === 'v2' && level >= 5) return { maxOperand: 99, maxValue: 999 };
-  if (preset !== 'v1' && preset !== 'v2') throw new RangeError(`unknown preset '${String(preset)}'`);
-  return {};
+  if (preset !== 'v1' && preset !== 'v2' && preset !== 'v3') throw new RangeError(`unknown preset '${String(preset)}'`);
+  const wide = preset !== 'v1' && level >= 5 ? { maxOperand: 99, maxValue: 999 } : {};
+  return preset === 'v3' ? { ...wide, totals: true, shuffleOperands: true } : wide;
 }
 
 // Disjoint streams: the test split is never the source of a training problem. (A short problem
@@ -112,12 +121,19 @@ function storyPhrase(rng: Rng, op: Op): string {
   }
 }
 
-/** Applies op to x, appending its solution lines; returns the new value. */
-function apply(op: Op, x: number, lines: string[]): number {
+/** `a+b=c`, or `b+a=c` when swap. */
+const commuted = (a: number, sign: string, b: number, c: number, swap: boolean) => swap ? `${b}${sign}${a}=${c}` : `${a}${sign}${b}=${c}`;
+
+/**
+ * Applies op to x, appending its solution lines; returns the new value. With shuffle, rng picks
+ * the operand order of + and * lines (and is not touched otherwise, so unshuffled presets keep
+ * their problems).
+ */
+function apply(op: Op, x: number, lines: string[], rng: Rng, shuffle: boolean): number {
   switch (op.kind) {
-    case 'add': lines.push(`${x}+${op.n}=${x + op.n}`); return x + op.n;
+    case 'add': lines.push(commuted(x, '+', op.n, x + op.n, shuffle && rng.next() < 0.5)); return x + op.n;
     case 'sub': lines.push(`${x}-${op.n}=${x - op.n}`); return x - op.n;
-    case 'mul': lines.push(`${x}*${op.n}=${x * op.n}`); return x * op.n;
+    case 'mul': lines.push(commuted(x, '*', op.n, x * op.n, shuffle && rng.next() < 0.5)); return x * op.n;
     case 'div': lines.push(`${x}/${op.n}=${x / op.n}`); return x / op.n;
     case 'take': {
       const part = x / op.n;
@@ -129,6 +145,52 @@ function apply(op: Op, x: number, lines: string[]): number {
 
 const capitalize = (s: string) => s[0].toUpperCase() + s.slice(1);
 
+/** level + 1 counts, each >= 2, summing to at most maxValue. */
+function counts(rng: Rng, level: number, maxOperand: number, maxValue: number): number[] {
+  const out: number[] = [];
+  let room = maxValue;
+  for (let k = level + 1; k > 0; k--) {
+    const n = rng.int(2, Math.max(2, Math.min(maxOperand, room - 2 * (k - 1))));
+    out.push(n);
+    room -= n;
+  }
+  return out;
+}
+
+function shuffled<T>(rng: Rng, items: readonly T[]): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/**
+ * The 'total' family: "Add up 17, 25 and 38." or "Mia has 17 shells. Leo has 25. ... How many
+ * shells do they have together?". The solution adds the counts in a random order.
+ */
+function totalProblem(rng: Rng, level: number, maxOperand: number, maxValue: number, shuffle: boolean) {
+  const ns = counts(rng, level, maxOperand, maxValue);
+  let question: string;
+  if (rng.next() < 0.5) {
+    question = `Add up ${ns.slice(0, -1).join(', ')} and ${ns.at(-1)}.`;
+  } else {
+    const item = rng.pick(ITEMS);
+    const people = shuffled(rng, NAMES).slice(0, ns.length).map(([name]) => name);
+    question = ns.map((n, k) => (k === 0 ? `${people[k]} has ${n} ${item}.` : `${people[k]} has ${n}.`)).join(' ') +
+      ` How many ${item} do they have together?`;
+  }
+  const order = shuffled(rng, ns);
+  const lines: string[] = [];
+  let x = order[0];
+  for (const n of order.slice(1)) {
+    lines.push(commuted(x, '+', n, x + n, shuffle && rng.next() < 0.5));
+    x += n;
+  }
+  return { question, lines, answer: x };
+}
+
 export function makeProblem(split: Split, level: number, index: number, opts: ProblemOptions = {}): Problem {
   if (!Number.isInteger(level) || level < 1 || level > MAX_LEVEL) throw new RangeError(`level must be an integer in 1..${MAX_LEVEL}`);
   if (!Number.isInteger(index) || index < 0) throw new RangeError('index must be a non-negative integer');
@@ -136,8 +198,15 @@ export function makeProblem(split: Split, level: number, index: number, opts: Pr
   const maxValue = opts.maxValue ?? 499;
   if (!(maxOperand >= 2 && maxValue >= maxOperand)) throw new RangeError('need 2 <= maxOperand <= maxValue');
 
+  if (level + 1 > NAMES.length) throw new RangeError('too many counts for the total family');
+  const shuffle = opts.shuffleOperands ?? false;
   const rng = new Rng(seedOf(split, level, index));
-  const style: Style = opts.style ?? (rng.next() < 0.5 ? 'chain' : 'story');
+  const r = rng.next();
+  const style: Style = opts.style ?? (opts.totals ? (['chain', 'story', 'total'] as const)[Math.floor(r * 3)] : r < 0.5 ? 'chain' : 'story');
+  if (style === 'total') {
+    const t = totalProblem(rng, level, maxOperand, maxValue, shuffle);
+    return { split, level, index, style, question: t.question, solution: [...t.lines, `Answer: ${t.answer}`].join('\n'), answer: t.answer };
+  }
   let x = rng.int(2, maxOperand);
   const sentences: string[] = [];
   const lines: string[] = [];
@@ -146,7 +215,7 @@ export function makeProblem(split: Split, level: number, index: number, opts: Pr
     for (let s = 0; s < level; s++) {
       const op = chooseOp(rng, x, style, maxOperand, maxValue);
       sentences.push(chainSentence(op));
-      x = apply(op, x, lines);
+      x = apply(op, x, lines, rng, shuffle);
     }
   } else {
     const [name, pronoun] = rng.pick(NAMES);
@@ -155,7 +224,7 @@ export function makeProblem(split: Split, level: number, index: number, opts: Pr
     for (let s = 0; s < level; s++) {
       const op = chooseOp(rng, x, style, maxOperand, maxValue);
       sentences.push(s === 0 ? `${capitalize(pronoun)} ${storyPhrase(rng, op)}` : `Then ${pronoun} ${storyPhrase(rng, op)}`);
-      x = apply(op, x, lines);
+      x = apply(op, x, lines, rng, shuffle);
     }
     sentences.push(`How many ${item} does ${pronoun} have now?`);
   }
