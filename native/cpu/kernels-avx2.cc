@@ -87,6 +87,39 @@ inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A:
   }
 }
 
+// The same sums for tiles too big for two accumulator sets in 16 ymm registers (prefill's
+// 3 x 4): the even chunks (acc0) in one pass, then the odd ones (acc1) in a second, each pass
+// one fma per weight/activation pair with the activations read straight from L1. Each
+// accumulator sees the same fmas in the same order as above, so the outputs are bit-identical.
+template <class W, class A, int NW, int NA>
+inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
+                           float* out) {
+  __m256 even[NW][NA];
+  for (int pass = 0; pass < 2; ++pass) {
+    __m256 acc[NW][NA];
+    for (int i = 0; i < NW; ++i) {
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm256_setzero_ps();
+    }
+    for (int64_t k = 8 * pass; k + 8 <= n; k += 16) {
+      for (int i = 0; i < NW; ++i) {
+        const __m256 wv = W::load8(w[i] + k);
+        for (int j = 0; j < NA; ++j) acc[i][j] = _mm256_fmadd_ps(wv, A::load8(a[j] + k), acc[i][j]);
+      }
+    }
+    for (int i = 0; i < NW; ++i) {
+      for (int j = 0; j < NA; ++j) {
+        if (pass == 0) {
+          even[i][j] = acc[i][j];
+          continue;
+        }
+        float s = hsum(_mm256_add_ps(even[i][j], acc[i][j]));
+        for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
+        out[i * NA + j] = s;
+      }
+    }
+  }
+}
+
 template <class W>
 float vec_dot_float(int64_t n, const void* w, const void* a) {
   const typename W::T* wp = static_cast<const typename W::T*>(w);
@@ -225,9 +258,17 @@ struct FloatKernel {
   using AT = typename A::T;
   template <int NW, int NA>
   static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
-    dot_tile<W, A, NW, NA>(n, w, a, out);
+    if constexpr (NW * NA > 4) dot_tile_2pass<W, A, NW, NA>(n, w, a, out);
+    else dot_tile<W, A, NW, NA>(n, w, a, out);
   }
 };
+
+// Weight rows per tile in prefill's tiled path: float kernels take 3 rows x kTile activation
+// rows (12 accumulators: 7 loads per 12 fmas, where 1 x 4 needs 10 per 8 and waits on loads).
+template <class K>
+constexpr int kTileRows = 1;
+template <class W, class A>
+constexpr int kTileRows<FloatKernel<W, A>> = 3;
 
 struct Q8_0Kernel {
   using WT = BlockQ8_0;
@@ -294,7 +335,8 @@ void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* 
 
 // Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
 // tile of up to kTile activation rows, so a chunk stays in L2 while all tiles pass over it and
-// each weight is read from memory once; each weight vector loaded feeds kTile accumulator sets.
+// each weight is read from memory once; each weight vector loaded feeds kTile accumulator sets
+// (and float kernels take kTileRows = 3 weight rows per tile, so each activation load feeds 3).
 // Float-type tiles read f32: F16/BF16 activation rows are widened once per tile into scratch.
 // (Q8_0 rows are repacked into scratch, for decode as well.)
 constexpr int kTile = 4;
@@ -341,10 +383,10 @@ void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t
       }
       float* yt = y + i0 * y_stride;
       switch (nt) {
-        case 1: tile_rows<K, 1, 1>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 2: tile_rows<K, 1, 2>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 3: tile_rows<K, 1, 3>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        default: tile_rows<K, 1, kTile>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 1: tile_rows<K, kTileRows<K>, 1>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 2: tile_rows<K, kTileRows<K>, 2>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 3: tile_rows<K, kTileRows<K>, 3>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        default: tile_rows<K, kTileRows<K>, kTile>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
       }
     }
   }

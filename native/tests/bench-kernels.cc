@@ -3,8 +3,10 @@
 //
 // Weights are cycled over enough copies of the matrix (>= 256 MiB) that each call reads them
 // from memory, as a forward pass over a model far larger than L3 does. Activations are
-// converted to vec_dot_type once, outside the timed loop, as the forward pass does.
-//   usage: bench-kernels [seconds per measurement, default 0.4] [type name, default all]
+// converted to vec_dot_type once, outside the timed loop, as the forward pass does. With `hot`,
+// one copy is read over and over from cache instead: the kernel's compute ceiling, which tells
+// whether a decode GEMV short of the bandwidth is waiting on memory or on arithmetic.
+//   usage: bench-kernels [seconds per measurement, default 0.4] [type name, default all] [hot]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -49,10 +51,11 @@ double rate(double seconds, F body) {
 
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 0.4;
-  const char* only = argc > 2 ? argv[2] : nullptr;
+  const char* only = argc > 2 && std::strcmp(argv[2], "all") != 0 ? argv[2] : nullptr;
+  const bool hot = argc > 3 && std::strcmp(argv[3], "hot") == 0;
   const int cores = cpu::physical_cores();
-  std::printf("backend %s, %d physical cores; weights cycled over >= 256 MiB\n",
-              cpu::kernel_backend(), cores);
+  std::printf("backend %s, %d physical cores; %s\n", cpu::kernel_backend(), cores,
+              hot ? "one copy of the weights, read from cache" : "weights cycled over >= 256 MiB");
   std::printf("%-5s %-28s %7s %14s %16s\n", "type", "shape [rows x n_in]", "threads",
               "n_tok=1 GB/s", "n_tok=64 GFLOP/s");
 
@@ -69,7 +72,7 @@ int main(int argc, char** argv) {
       if (s.n_in % weft::ggml_type_traits(t).block != 0) continue;  // K-quants: rows of 256s only
       const size_t w_row = weft::ggml_row_bytes(t, s.n_in), a_row = weft::ggml_row_bytes(at, s.n_in);
       const size_t w_bytes = w_row * static_cast<size_t>(s.rows);
-      const size_t copies = (size_t{256} << 20) / w_bytes + 1;
+      const size_t copies = hot ? 1 : (size_t{256} << 20) / w_bytes + 1;
       // Random finite weights: quantize random floats into one copy, replicate it.
       std::vector<float> x(static_cast<size_t>(s.n_in) * 64);
       std::normal_distribution<float> normal(0.0f, 1.0f);
