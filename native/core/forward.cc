@@ -27,8 +27,6 @@ void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
 }
 
-inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
-
 // Rotates one head in place. cs: [n_rot/2][2] = cos, sin of each pair's angle.
 void rope_head(float* x, const float* cs, int32_t n_rot, RopeType type) {
   const int32_t half = n_rot / 2;
@@ -347,7 +345,7 @@ void Forward::run(const StepBatch& b, float* logits) {
       columns(n, F, p.align, [&](int64_t t, int64_t c0, int64_t c1) {
         float* g = &gate_[size_t(t * F)];
         const float* u = &up_[size_t(t * F)];
-        for (int64_t i = c0; i < c1; ++i) g[i] = silu(g[i]) * u[i];
+        cpu::swiglu(g + c0, u + c0, c1 - c0);
         convert(p, gate_.data(), F, t, c0, c1);
       });
       sync(kSilu);

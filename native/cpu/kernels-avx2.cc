@@ -528,6 +528,25 @@ float attn_exp(float* x, int64_t n, float shift) {
   return hsum(acc);
 }
 
+// silu(x) = x * sigmoid(x) from e = exp(-|x|), which never overflows: sigmoid(x) = 1 / (1 + e)
+// for x >= 0 and e / (1 + e) below. The n % 8 tail goes through the same code in a padded vector.
+__m256 swiglu8(__m256 g, __m256 u) {
+  const __m256 e = exp8(_mm256_or_ps(g, _mm256_set1_ps(-0.0f)));  // exp(-|g|)
+  const __m256 num = _mm256_blendv_ps(g, _mm256_mul_ps(g, e), g);  // sign bit of g picks x * e
+  return _mm256_mul_ps(_mm256_div_ps(num, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+}
+
+void swiglu(float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(g + i, swiglu8(_mm256_loadu_ps(g + i), _mm256_loadu_ps(u + i)));
+  if (i < n) {
+    float gb[8] = {}, ub[8] = {};
+    for (int64_t k = 0; i + k < n; ++k) gb[k] = g[i + k], ub[k] = u[i + k];
+    _mm256_storeu_ps(gb, swiglu8(_mm256_loadu_ps(gb), _mm256_loadu_ps(ub)));
+    for (int64_t k = 0; i + k < n; ++k) g[i + k] = gb[k];
+  }
+}
+
 template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
@@ -578,6 +597,7 @@ void install_avx2(Backend& b) {
   b.attn_values_f32 = attn_values<LdF32>;
   b.attn_values_f16 = attn_values<LdF16>;
   b.attn_exp = attn_exp;
+  b.swiglu = swiglu;
   b.f32_to_fp16_row = f32_to_fp16_row;
 }
 

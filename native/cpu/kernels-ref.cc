@@ -222,6 +222,10 @@ float attn_exp(float* x, int64_t n, float shift) {
   return static_cast<float>(sum);
 }
 
+void swiglu(float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+}
+
 // ---- the table -----------------------------------------------------------------------------
 void set(Backend& b, GgmlType t, const TypeKernels& k) { b.types[static_cast<uint32_t>(t)] = k; }
 
@@ -244,6 +248,7 @@ Backend make_ref() {
   b.attn_values_f32 = attn_values<float>;
   b.attn_values_f16 = attn_values<uint16_t>;
   b.attn_exp = attn_exp;
+  b.swiglu = swiglu;
   b.f32_to_fp16_row = f32_to_fp16_row;
   return b;
 }

@@ -165,6 +165,8 @@ void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const
 
 float attn_exp(float* x, int64_t n, float shift) { return backend().attn_exp(x, n, shift); }
 
+void swiglu(float* g, const float* u, int64_t n) { backend().swiglu(g, u, n); }
+
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
   backend().f32_to_fp16_row(src, dst, n);
 }

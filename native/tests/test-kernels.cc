@@ -485,6 +485,38 @@ void test_attention() {
                        ": each row bit-identical alone and grouped with others");
 }
 
+// swiglu: silu(g) * u on both paths within 8 ulp of the exact value (plus an absolute 2^-110 where
+// exp(-|g|) underflows), every element the same alone and in a row, over gates that overflow a
+// naive exp(-g) (|g| up to 100), exact zeros, and lengths with every n % 8 tail.
+void test_swiglu() {
+  double worst = 0;
+  bool invariant = true;
+  for (int64_t n : {1, 5, 8, 13, 64, 100}) {
+    std::vector<float> g0(static_cast<size_t>(n)), u(static_cast<size_t>(n));
+    for (float& v : g0) v = uniform(-12.0f, 12.0f);
+    for (float& v : u) v = uniform(-3.0f, 3.0f);
+    const float edges[] = {0.0f, -0.0f, 100.0f, -100.0f, 88.5f, -88.5f, 1e-30f, -1e-30f};
+    for (size_t i = 0; i < g0.size() && i < 8; ++i) g0[i] = edges[(i + size_t(n)) % 8];
+    std::vector<float> g = g0, gr = g0;
+    cpu::swiglu(g.data(), u.data(), n);
+    on_ref([&] { cpu::swiglu(gr.data(), u.data(), n); return 0; });
+    for (int64_t i = 0; i < n; ++i) {
+      const double x = g0[size_t(i)];
+      const double want = x / (1.0 + std::exp(-x)) * u[size_t(i)];
+      for (float got : {g[size_t(i)], gr[size_t(i)]}) {
+        worst = std::fmax(worst, std::fabs(got - want) / (8 * kU * std::fabs(want) + 0x1p-110));
+      }
+      float one = g0[size_t(i)];
+      cpu::swiglu(&one, &u[size_t(i)], 1);
+      invariant &= bits(one) == bits(g[size_t(i)]);
+    }
+  }
+  char buf[120];
+  std::snprintf(buf, sizeof buf, "swiglu within 8 ulp of silu(g) * u on both paths (worst err/bound %.3f)", worst);
+  check(worst <= 1.0, buf);
+  check(invariant, std::string("swiglu on ") + cpu::kernel_backend() + ": each element bit-identical alone and in a row");
+}
+
 // ---- matmul batch invariance -----------------------------------------------------------------
 // y[i][r] must equal vec_dot(row r, act i) bit for bit, for any n_tok, row split and strides.
 bool matmul_invariant(GgmlType t, int64_t n, int64_t rows, int n_tok, bool random_splits) {
@@ -718,6 +750,7 @@ int main() {
   test_quantize();
   test_vec_dot();
   test_attention();
+  test_swiglu();
   test_matmul();
   test_matmul_threads();
   test_thread_pool();
