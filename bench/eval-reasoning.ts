@@ -9,9 +9,9 @@
  * and trajectories.jsonl (every trajectory's text, answer, per-token log-prob and confidence).
  *
  *   --per-level N   test problems per level (default 50)     --levels A-B  (default 1-8)
- *   --n N           sampled trajectories per problem (64)     --temp T      (0.8)
- *   --top-p P       (0.95)  --seed S (1)  --threads T (2)     --parallel P  problems in flight (4)
- *   --preset v1|v2|v3  the generator's difficulty schedule (v1 by default)
+ *   --n N           sampled trajectories per problem (64)     --temp T      (0.7)
+ *   --top-p P       (1.0)  --seed S (1)  --threads T (2)     --parallel P  problems in flight (4)
+ *   --preset v1|v2|v3  the generator's difficulty schedule (v3, what the shipped model was last trained on)
  *
  * A second table splits each level by problem family (chain / story / total), since only some
  * families have more than one solution path.
@@ -42,12 +42,12 @@ const { values: a } = parseArgs({
     'per-level': { type: 'string', default: '50' },
     levels: { type: 'string', default: `1-${MAX_LEVEL}` },
     n: { type: 'string', default: '64' },
-    temp: { type: 'string', default: '0.8' },
-    'top-p': { type: 'string', default: '0.95' },
+    temp: { type: 'string', default: '0.7' },
+    'top-p': { type: 'string', default: '1.0' },
     seed: { type: 'string', default: '1' },
     threads: { type: 'string', default: '2' },
     parallel: { type: 'string', default: '4' },
-    preset: { type: 'string', default: 'v1' },
+    preset: { type: 'string', default: 'v3' },
   },
 });
 const modelPath = a.model ?? defaultModelPath();
