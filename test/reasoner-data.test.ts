@@ -24,6 +24,11 @@ describe('problem generator', () => {
       answer: 7,
     });
     expect(makeProblem('test', 4, 11)).toEqual(makeProblem('test', 4, 11));
+    // A forced family draws no family from the stream.
+    expect(makeProblem('test', 3, 4, { style: 'story' })).toMatchObject({
+      question: 'Leo has 31 apples. He makes the pile 9 times as big. Then he buys 26 more. Then he gets 13 more. How many apples does he have now?',
+      solution: '31*9=279\n279+26=305\n305+13=318\nAnswer: 318',
+    });
   });
 
   it('draws the splits from different streams', () => {

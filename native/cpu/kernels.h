@@ -74,7 +74,7 @@ void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const
 // the sum only on x and n.
 float attn_exp(float* x, int64_t n, float shift);
 // SwiGLU's gating, in place: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)). Each
-// element's result depends only on g[i] and u[i] (within 3 ulp of the exact value on the fast path).
+// element's result depends only on g[i] and u[i] (within 4 ulp of the exact value on the fast path).
 void swiglu(float* g, const float* u, int64_t n);
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
 

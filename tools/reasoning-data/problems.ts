@@ -201,8 +201,9 @@ export function makeProblem(split: Split, level: number, index: number, opts: Pr
   if (level + 1 > NAMES.length) throw new RangeError('too many counts for the total family');
   const shuffle = opts.shuffleOperands ?? false;
   const rng = new Rng(seedOf(split, level, index));
-  const r = rng.next();
-  const style: Style = opts.style ?? (opts.totals ? (['chain', 'story', 'total'] as const)[Math.floor(r * 3)] : r < 0.5 ? 'chain' : 'story');
+  // A forced style draws nothing, so its problems do not depend on the options that widen the draw.
+  const draw = (r: number): Style => (opts.totals ? (['chain', 'story', 'total'] as const)[Math.floor(r * 3)] : r < 0.5 ? 'chain' : 'story');
+  const style: Style = opts.style ?? draw(rng.next());
   if (style === 'total') {
     const t = totalProblem(rng, level, maxOperand, maxValue, shuffle);
     return { split, level, index, style, question: t.question, solution: [...t.lines, `Answer: ${t.answer}`].join('\n'), answer: t.answer };
