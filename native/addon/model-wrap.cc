@@ -163,7 +163,7 @@ class StepWorker : public PromiseWorker {
     out_conf_.resize(n_out);
     top_ids_.resize(n_out * size_t(top_n_));
     top_lp_.resize(n_out * size_t(top_n_));
-    e_->pool->run([&](int tid, int nth) {
+    auto sample_rows = [&](int tid, int nth) {
       Sampler& s = *e_->samplers[size_t(tid)];
       for (size_t o = n_out * tid / nth; o < n_out * (tid + 1) / nth; ++o) {
         const SampleResult r = s.sample(&logits_[o * V], params_[o], top_n_ ? &top_ids_[o * top_n_] : nullptr, top_n_ ? &top_lp_[o * top_n_] : nullptr);
@@ -171,7 +171,10 @@ class StepWorker : public PromiseWorker {
         out_logprobs_[o] = r.logprob;
         out_conf_[o] = r.confidence;
       }
-    });
+    };
+    // One row needs one thread: waking the pool for it would only add a wake-up.
+    if (n_out <= 1) sample_rows(0, 1);
+    else e_->pool->run(sample_rows);
     const auto t2 = std::chrono::steady_clock::now();
     forward_ms_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
     sample_ms_ = std::chrono::duration<double, std::milli>(t2 - t1).count();

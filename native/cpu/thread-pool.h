@@ -1,10 +1,10 @@
 // A fixed pool of worker threads that run one parallel region at a time.
 //
 // run(fn) calls fn(tid, nth) on every thread, the calling thread being tid 0, and returns when
-// all have finished. Inside fn, barrier() waits for every thread of the region. Workers spin
-// briefly on an atomic between regions and barriers (a forward pass has hundreds of barriers
-// per token; a condition-variable wake-up per barrier would cost more than the arithmetic),
-// then sleep, so an idle pool burns no CPU.
+// all have finished. Inside fn, barrier() waits for every thread of the region, spinning on an
+// atomic (a forward pass has hundreds of barriers per token; a condition-variable wake-up per
+// barrier would cost more than the arithmetic). Between regions workers sleep almost at once,
+// leaving the cores to the threads that prepare the next region.
 #pragma once
 
 #include <functional>
