@@ -25,6 +25,12 @@ struct Engine {
   std::unique_ptr<cpu::ThreadPool> pool;
   std::unique_ptr<Forward> forward;
   std::vector<std::unique_ptr<Sampler>> samplers;  // one per pool thread
+  // Logits of steps of up to kKeptLogitRows outputs (decode), kept from step to step (one step
+  // is in flight at a time): a fresh buffer per step was a malloc and a zero-fill of up to a few
+  // MB each time. A step with more outputs (a prompt scored with all its logits) gets its own,
+  // freed with it, so that one such step does not pin hundreds of MB.
+  static constexpr size_t kKeptLogitRows = 64;
+  std::vector<float> logits;
 };
 
 namespace {
@@ -154,8 +160,10 @@ class StepWorker : public PromiseWorker {
     const HParams& hp = e_->model->hp();
     validate_batch(batch_, hp, *e_->kv);
     const size_t n_out = size_t(batch_.n_out), V = size_t(hp.n_vocab);
-    logits_.resize(n_out * V);
-    e_->forward->run(batch_, logits_.data());
+    std::vector<float>& buf = n_out <= Engine::kKeptLogitRows ? e_->logits : own_logits_;
+    if (buf.size() < n_out * V) buf.resize(n_out * V);
+    logits_ = buf.data();
+    e_->forward->run(batch_, logits_);
     const auto t1 = std::chrono::steady_clock::now();
 
     out_tokens_.resize(n_out);
@@ -224,7 +232,8 @@ class StepWorker : public PromiseWorker {
   std::vector<SamplingParams> params_;
   int32_t max_blocks_ = 0, top_n_ = 0;
   StepBatch batch_;
-  std::vector<float> logits_;
+  std::vector<float> own_logits_;
+  float* logits_ = nullptr;  // e_->logits or own_logits_
   std::vector<int32_t> out_tokens_, top_ids_;
   std::vector<float> out_logprobs_, out_conf_, top_lp_;
   double forward_ms_ = 0, sample_ms_ = 0;
