@@ -6,6 +6,8 @@
 
 #include <immintrin.h>
 
+#include <cstdint>
+
 namespace weft::cpu::detail {
 namespace {
 
@@ -18,6 +20,17 @@ inline float hsum(__m256 v) {
 }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Decode GEMVs read weight rows as one stream, and before each row (or group of rows) ask for
+// the lines kPrefetchBytes further on: in interleaved A/B runs of bench-kernels (2 threads, this
+// noisy 2-vCPU VM) the F16/Q8_0 GEMVs read 5-10% faster with 4 KiB than with the hardware
+// prefetchers alone (0, 2, 4 and 8 KiB tried), the K-quant ones on 1,536-wide rows up to 25%.
+constexpr int64_t kPrefetchBytes = 4096;
+
+// Asks for the lines of [from, to) that lie before end (where the thread's rows stop).
+inline void prefetch_ahead(const char* from, const char* to, const char* end) {
+  for (const char* p = from; p < to && p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+}
 
 // One block of 32 activations as ggml's x86 quantizers for Q8_0 and Q8_1 quantize it: amax
 // ignoring NaN lanes, d = amax / 127, id = 127 / amax (0 for an all-zero block),

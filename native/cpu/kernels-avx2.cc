@@ -311,11 +311,7 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // ones ~1.5x faster than one at a time).
 constexpr size_t kLongRowBytes = 16 * 1024;
 
-// Each group of rows first asks for the lines kPrefetchBytes further on in the weight stream: in
-// interleaved A/B runs of bench-kernels (2 threads, this noisy 2-vCPU VM) GEMV read 5-10% faster
-// with 4 KiB than with the hardware prefetchers alone (0, 2, 4 and 8 KiB tried).
-constexpr size_t kPrefetchBytes = 4096;
-
+// Each group of rows first asks for the lines kPrefetchBytes further on (avx2-common.h).
 template <class K, class Act>
 void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* y,
           int64_t r_begin, int64_t r_end) {
@@ -325,9 +321,8 @@ void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* 
   const char* end = w + r_end * static_cast<int64_t>(w_row_bytes);  // prefetch only what is read
   for (int64_t r = r_begin; r < r_end; r += rows) {
     const int64_t r1 = min_i64(r_end, r + rows);
-    const char* from = w + r * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes;
-    const char* to = w + r1 * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes;
-    for (const char* p = from; p < to && p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+    prefetch_ahead(w + r * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes,
+                   w + r1 * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes, end);
     if (rows == 4) tile_rows<K, 4, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
     else tile_rows<K, 1, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
   }

@@ -318,13 +318,12 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 }
 
 // Decode (n_tok = 1) takes the weight rows one at a time, one sequential stream, each row first
-// asking for the lines kPrefetchBytes further on, as the other GEMVs do: on SmolLM2's ffn_down
-// (rows of 1,536) Q4_K read 21.0 vs 17.0 GB/s from memory on 2 threads and Q6_K 15.1 vs 11.6 on 1
-// (bench-kernels, best of 5 interleaved runs); Qwen2.5's 4,864-wide rows streamed as fast without.
-// Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
-// tile of up to kTile activation rows, so the chunk stays in L2 while all tiles pass over it and
-// each weight super-block unpacked feeds kTile activation rows.
-constexpr int64_t kPrefetchBytes = 4096;
+// asking for the lines kPrefetchBytes further on (avx2-common.h), as the other GEMVs do: on
+// SmolLM2's ffn_down (rows of 1,536) Q4_K read 21.0 vs 17.0 GB/s from memory on 2 threads and
+// Q6_K 15.1 vs 11.6 on 1 (bench-kernels, best of 5 interleaved runs); Qwen2.5's 4,864-wide rows
+// streamed as fast without. Several activation rows: weight rows in chunks of about kChunkBytes,
+// and inside a chunk every tile of up to kTile activation rows, so the chunk stays in L2 while all
+// tiles pass over it and each weight super-block unpacked feeds kTile activation rows.
 constexpr int kTile = 4;
 constexpr int64_t kChunkBytes = 256 * 1024;
 
@@ -340,8 +339,7 @@ void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_
     const Act* a = static_cast<const Act*>(A::row(ab, n, buf));
     const char* end = wb + r_end * row_bytes;  // prefetch only what is read
     for (int64_t r = r_begin; r < r_end; ++r) {
-      const char* from = wb + r * row_bytes + kPrefetchBytes;
-      for (const char* p = from; p < from + row_bytes && p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+      prefetch_ahead(wb + r * row_bytes + kPrefetchBytes, wb + (r + 1) * row_bytes + kPrefetchBytes, end);
       tile_rows<K, 1, 1>(n, wb, w_row_bytes, &a, y, y_stride, r, r + 1);
     }
     return;

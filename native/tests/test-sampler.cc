@@ -548,8 +548,6 @@ void test_invalid() {
   check(ok, "top_p 1, negative min_p and negative top_k are simply off");
 }
 
-}  // namespace
-
 // The tokens drawn are fixed by the logits and (seed, counter), on every build: the sampler's
 // vocabulary passes run as an AVX2 clone where the CPU has it and as plain x86-64 code where not
 // (without FMA, so the arithmetic is the same), and this pins the stream either way. The logits
@@ -582,6 +580,8 @@ void test_golden_stream() {
   // The value the sampler gave before its passes were cloned for AVX2, and gives on both paths.
   check(hash == 0xdbaf19f2aa470adfULL, "golden stream: the tokens of 320 seeded draws are unchanged (hash " + std::to_string(hash) + ")");
 }
+
+}  // namespace
 
 int main() {
   test_uniform();
