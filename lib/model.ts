@@ -29,6 +29,13 @@ export interface LoadOptions {
    * step (for comparison).
    */
   chunkedPrefill?: boolean;
+  /**
+   * Decode steps one native call may run when every scheduled sequence is generating and no
+   * request waits (1..64). Default 4. The tokens are those of single steps; a trajectory that
+   * ends inside such a call drops the tokens computed after its end (at most runAhead - 1), and a
+   * call is kept to about 30 ms so newcomers are admitted soon. 1 calls native once per step.
+   */
+  runAhead?: number;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -81,7 +88,7 @@ export class Model {
   private modelTemplate: ChatTemplate | undefined;  // parsed on first use
 
   /** @internal use loadModel() */
-  constructor(native: NativeModel, meta: GgufMetadata, engine: { stepTokens: number; chunkedPrefill: boolean }) {
+  constructor(native: NativeModel, meta: GgufMetadata, engine: { stepTokens: number; chunkedPrefill: boolean; runAhead: number }) {
     this.native = native;
     const ni = native.info();
     this.tokenizer = createTokenizer(meta);
@@ -241,13 +248,14 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   const blockSize = intOption('blockSize', opts.blockSize, 1, 4096, 16);
   const kvCacheTokens = intOption('kvCacheTokens', opts.kvCacheTokens, 1, 1 << 26, 0);
   const stepTokens = intOption('stepTokens', opts.stepTokens, 1, 1 << 16, 512);
+  const runAhead = intOption('runAhead', opts.runAhead, 1, 64, 4);
   if (opts.chunkedPrefill !== undefined && typeof opts.chunkedPrefill !== 'boolean') throw invalid('chunkedPrefill must be a boolean');
   if (opts.kvType !== undefined && opts.kvType !== 'f16' && opts.kvType !== 'f32') throw invalid(`kvType must be 'f16' or 'f32'`);
   const native = await loadNativeModel(path, {
     threads: threads || undefined, blockSize, kvCacheTokens: kvCacheTokens || undefined, kvType: opts.kvType,
   });
   try {
-    return new Model(native, native.metadata(), { stepTokens, chunkedPrefill: opts.chunkedPrefill ?? true });
+    return new Model(native, native.metadata(), { stepTokens, chunkedPrefill: opts.chunkedPrefill ?? true, runAhead });
   } catch (e) {
     native.dispose();
     throw e;

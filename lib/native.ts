@@ -22,14 +22,23 @@ export interface StepBatch {
   topN?: number;            // top log-probs per output row
   wantLogits?: Uint8Array;  // [nOut] rows whose raw logits come back
   copies?: Int32Array;      // [k * 2] (src, dst) block copies done before the forward pass
+  /**
+   * Steps to run in this one crossing (default 1, at most 64). After the first, token i of each
+   * step is the token sampled for row i in the step before, one position further, with the
+   * sampling counter one higher; so every token must be a sampled row of its own (outIdx[i] = i)
+   * and no logits are wanted. The block tables must already cover every position written.
+   */
+  runAhead?: number;
 }
 export const SAMPLING_FIELDS = 6;
 
+/** Per-row arrays hold `steps` blocks of nOut rows, step by step. */
 export interface StepResult {
-  tokens: Int32Array;       // [nOut] sampled token
-  logprobs: Float32Array;   // [nOut] its log-prob under the model's distribution
-  confidences: Float32Array; // [nOut] DeepConf token confidence
-  topIds?: Int32Array;      // [nOut * topN]
+  steps: number;
+  tokens: Int32Array;       // [steps * nOut] sampled token
+  logprobs: Float32Array;   // [steps * nOut] its log-prob under the model's distribution
+  confidences: Float32Array; // [steps * nOut] DeepConf token confidence
+  topIds?: Int32Array;      // [steps * nOut * topN]
   topLogprobs?: Float32Array;
   logits?: Float32Array;    // [rows with wantLogits][nVocab]
   forwardMs: number;

@@ -37,58 +37,80 @@ export class FakeNative implements NativeModel {
     this.busy = true;
     try {
       this.batches.push(b);
-      const bs = this.blockSize;
-      const n = b.tokens.length, nOut = b.outIdx.length;
-      const fail = (m: string): never => { throw Object.assign(new Error(`invalid step batch: ${m}`), { code: 'E_INVALID_ARGUMENT' }); };
-      if (n === 0) fail('no tokens');
-      if (nOut > n) fail(`${nOut} outputs for ${n} tokens`);
-      if (b.sampling.length !== nOut * SAMPLING_FIELDS) fail('sampling size');
-      const slot = (t: number, pos: number) => {
-        const blk = b.blockTables[b.seqIdx[t] * b.maxBlocks + Math.floor(pos / bs)];
-        if (!(blk >= 0 && blk < this.nBlocks)) fail(`token ${t} reads position ${pos} through block ${blk}`);
-        return blk * bs + (pos % bs);
-      };
-      const written = new Set<number>();
-      for (let t = 0; t < n; t++) {
-        const s = slot(t, b.positions[t]);
-        if (written.has(s)) fail('two tokens write the same KV cache slot');
-        written.add(s);
+      const n = b.tokens.length, nOut = b.outIdx.length, steps = b.runAhead ?? 1;
+      if (steps > 1 && (nOut !== n || b.outIdx.some((t, i) => t !== i) || b.wantLogits?.some((w) => w))) {
+        invalid('runAhead > 1 needs one sampled output row per token');
       }
-      const copies = b.copies ?? new Int32Array(0);
-      for (let c = 0; c < copies.length; c += 2) {
-        const [src, dst] = [copies[c], copies[c + 1]];
-        if (src === dst || src < 0 || dst < 0 || src >= this.nBlocks || dst >= this.nBlocks) fail(`copy ${src} -> ${dst}`);
-        this.kvTok.copyWithin(dst * bs, src * bs, (src + 1) * bs);
-        this.kvPos.copyWithin(dst * bs, src * bs, (src + 1) * bs);
-      }
-      for (let t = 0; t < n; t++) {
-        const s = slot(t, b.positions[t]);
-        this.kvTok[s] = b.tokens[t];
-        this.kvPos[s] = b.positions[t];
-      }
-      const tokens = new Int32Array(nOut);
-      for (let o = 0; o < nOut; o++) {
-        const t = b.outIdx[o];
-        const ctx: number[] = [];
-        for (let p = 0; p <= b.positions[t]; p++) {
-          const s = slot(t, p);
-          // A slot that holds another position means the table points at someone else's data.
-          if (this.kvPos[s] !== p) fail(`position ${p} of output ${o} reads a slot holding position ${this.kvPos[s]}`);
-          ctx.push(this.kvTok[s]);
+      const tokens = new Int32Array(steps * nOut);
+      let cur = b;
+      for (let j = 0; j < steps; j++) {
+        if (j > 0) {  // as the native side: each token followed by its sample, counters one higher
+          const sampling = cur.sampling.slice();
+          for (let o = 0; o < nOut; o++) sampling[o * SAMPLING_FIELDS + 5] += 1;
+          cur = { ...cur, tokens: tokens.slice((j - 1) * nOut, j * nOut), positions: cur.positions.map((p) => p + 1), sampling, copies: undefined };
         }
-        const f = o * SAMPLING_FIELDS;
-        tokens[o] = fakeToken(ctx, b.sampling[f + 4], b.sampling[f + 5], this.vocab);
+        tokens.set(this.forward(cur), j * nOut);
       }
       await new Promise((r) => setImmediate(r));  // a step takes a turn of the event loop, like the real one
       const logits = b.wantLogits ? new Float32Array([...b.wantLogits].filter((w) => w).length * this.vocab) : undefined;
       return {
-        tokens, logprobs: new Float32Array(nOut).fill(-1), confidences: new Float32Array(nOut).fill(1),
+        steps, tokens, logprobs: new Float32Array(steps * nOut).fill(-1), confidences: new Float32Array(steps * nOut).fill(1),
         logits, forwardMs: 0, sampleMs: 0,
       };
     } finally {
       this.busy = false;
     }
   }
+
+  // One step: checks the batch, does its copies, writes its tokens and samples its output rows.
+  private forward(b: StepBatch): Int32Array {
+    const bs = this.blockSize;
+    const n = b.tokens.length, nOut = b.outIdx.length;
+    if (n === 0) invalid('no tokens');
+    if (nOut > n) invalid(`${nOut} outputs for ${n} tokens`);
+    if (b.sampling.length !== nOut * SAMPLING_FIELDS) invalid('sampling size');
+    const slot = (t: number, pos: number) => {
+      const blk = b.blockTables[b.seqIdx[t] * b.maxBlocks + Math.floor(pos / bs)];
+      if (!(blk >= 0 && blk < this.nBlocks)) invalid(`token ${t} reads position ${pos} through block ${blk}`);
+      return blk * bs + (pos % bs);
+    };
+    const written = new Set<number>();
+    for (let t = 0; t < n; t++) {
+      const s = slot(t, b.positions[t]);
+      if (written.has(s)) invalid('two tokens write the same KV cache slot');
+      written.add(s);
+    }
+    const copies = b.copies ?? new Int32Array(0);
+    for (let c = 0; c < copies.length; c += 2) {
+      const [src, dst] = [copies[c], copies[c + 1]];
+      if (src === dst || src < 0 || dst < 0 || src >= this.nBlocks || dst >= this.nBlocks) invalid(`copy ${src} -> ${dst}`);
+      this.kvTok.copyWithin(dst * bs, src * bs, (src + 1) * bs);
+      this.kvPos.copyWithin(dst * bs, src * bs, (src + 1) * bs);
+    }
+    for (let t = 0; t < n; t++) {
+      const s = slot(t, b.positions[t]);
+      this.kvTok[s] = b.tokens[t];
+      this.kvPos[s] = b.positions[t];
+    }
+    const tokens = new Int32Array(nOut);
+    for (let o = 0; o < nOut; o++) {
+      const t = b.outIdx[o];
+      const ctx: number[] = [];
+      for (let p = 0; p <= b.positions[t]; p++) {
+        const s = slot(t, p);
+        // A slot that holds another position means the table points at someone else's data.
+        if (this.kvPos[s] !== p) invalid(`position ${p} of output ${o} reads a slot holding position ${this.kvPos[s]}`);
+        ctx.push(this.kvTok[s]);
+      }
+      const f = o * SAMPLING_FIELDS;
+      tokens[o] = fakeToken(ctx, b.sampling[f + 4], b.sampling[f + 5], this.vocab);
+    }
+    return tokens;
+  }
+}
+
+function invalid(m: string): never {
+  throw Object.assign(new Error(`invalid step batch: ${m}`), { code: 'E_INVALID_ARGUMENT' });
 }
 
 /** The token the fake samples after `context` for (seed, counter). */

@@ -61,6 +61,34 @@ describe.skipIf(!HAVE_REFDATA)('generate()', () => {
     expect(model.stats().blocksUsed).toBe(0);
   });
 
+  it('running decode steps ahead changes how often native is called, not what is generated', async () => {
+    const single = await loadModel(refPath('models', 'stories260Ktok512.gguf'), { kvCacheTokens: 4096, threads: 2, runAhead: 1 });
+    try {
+      const opts = { temperature: 1, topK: 0, topP: 1, minP: 0, maxTokens: 40, topLogprobs: 2 };
+      const crowd = (m: Model) => Promise.all([
+        m.generate('Lily and Ben went to the park', { ...opts, seed: 1, n: 3 }),
+        m.generate('The little dog', { ...opts, seed: 42, stop: [' the'] }),
+        m.generate('Joe loves writing stories', { ...opts, seed: 3, maxTokens: 9 }),
+      ].map(async (g) => {
+        const events: unknown[] = [];
+        for await (const ev of g) events.push(ev);
+        const { elapsedMs: _, ...result } = await g.result;
+        return { result, events };
+      }));
+      const before = { ahead: model.stats(), single: single.stats() };
+      const [ahead, one] = [await crowd(model), await crowd(single)];
+      expect(ahead).toEqual(one);
+      expect(ahead[1].result.finishReason).toBe('stop');  // ' the' came up and cut a trajectory
+      const delta = (m: Model, b: ReturnType<Model['stats']>) => ({ steps: m.stats().steps - b.steps, calls: m.stats().calls - b.calls });
+      const [da, ds] = [delta(model, before.ahead), delta(single, before.single)];
+      expect(ds.calls).toBe(ds.steps);
+      expect(da.calls).toBeLessThan(da.steps / 2);
+      expect(model.stats().blocksUsed).toBe(0);
+    } finally {
+      await single.dispose();
+    }
+  });
+
   it('abort stops a generation between steps and frees its blocks', async () => {
     const ac = new AbortController();
     const gen = model.generate('Once upon a time', { maxTokens: 2000, signal: ac.signal, seed: 1 });
@@ -103,6 +131,12 @@ describe.skipIf(!HAVE_REFDATA)('generate()', () => {
     bad(() => model.generate('x', { stop: [''] }), /stop/);
     bad(() => model.generate([1, 99999]), /99999/);
     bad(() => model.generate([]), /empty/);
+  });
+
+  it('an impossible runAhead is E_INVALID_ARGUMENT', async () => {
+    for (const runAhead of [0, 65, 1.5]) {
+      await expect(loadModel(refPath('models', 'stories260Ktok512.gguf'), { runAhead })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', message: /runAhead/ });
+    }
   });
 
   it('a sequence\'s logits are bitwise the same alone and sharing a step with other sequences', async () => {

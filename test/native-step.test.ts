@@ -46,4 +46,55 @@ describe.skipIf(!HAVE_REFDATA)('native step', () => {
     m.dispose();
     expect(() => m.step(ok)).toThrow(expect.objectContaining({ code: 'E_DISPOSED' }));
   });
+
+  it('runAhead runs several decode steps in one call, giving the tokens of single steps', async () => {
+    const m = await loadNativeModel(refPath('models', 'stories260Ktok512.gguf'), { blockSize: 4, kvCacheTokens: 128, kvType: 'f32' });
+    try {
+      const prompt = [1, 403, 407, 261, 378, 300];
+      // Two sequences over the same prompt, one greedy and one at temperature 1 (seeded): rows
+      // 0 and 1 of each step. Tables: 4 blocks each, the "single" copy in 0..7, the "ahead" one in 8..15.
+      const sampling = (counter: number) => Float64Array.of(0, 0, 1, 0, 0, counter, 1, 0, 1, 0, 7, counter);
+      const prefill = (base: number) => m.step({
+        tokens: Int32Array.from([...prompt, ...prompt]), positions: Int32Array.from([...prompt, ...prompt], (_, i) => i % 6),
+        seqIdx: Int32Array.from({ length: 12 }, (_, i) => (i < 6 ? 0 : 1)), blockTables: Int32Array.from({ length: 8 }, (_, i) => base + i),
+        maxBlocks: 4, outIdx: Int32Array.of(5, 11), sampling: sampling(0),
+      });
+      const decode = (base: number, tokens: number[], pos: number, counter: number, runAhead?: number) => m.step({
+        tokens: Int32Array.from(tokens), positions: Int32Array.of(pos, pos), seqIdx: Int32Array.of(0, 1),
+        blockTables: Int32Array.from({ length: 8 }, (_, i) => base + i), maxBlocks: 4, outIdx: Int32Array.of(0, 1),
+        sampling: sampling(counter), topN: 3, runAhead,
+      });
+      const first = await prefill(0);
+      expect(first.steps).toBe(1);
+      const single: { tokens: number[]; logprobs: number[]; conf: number[]; top: number[] } = { tokens: [], logprobs: [], conf: [], top: [] };
+      let next = Array.from(first.tokens);
+      for (let j = 0; j < 5; j++) {
+        const r = await decode(0, next, 6 + j, 1 + j);
+        next = Array.from(r.tokens);
+        single.tokens.push(...r.tokens);
+        single.logprobs.push(...r.logprobs);
+        single.conf.push(...r.confidences);
+        single.top.push(...r.topIds!);
+      }
+      expect(Array.from((await prefill(8)).tokens)).toEqual(Array.from(first.tokens));
+      const ahead = await decode(8, Array.from(first.tokens), 6, 1, 5);
+      expect(ahead.steps).toBe(5);
+      expect(Array.from(ahead.tokens)).toEqual(single.tokens);
+      expect(Array.from(ahead.logprobs)).toEqual(single.logprobs);
+      expect(Array.from(ahead.confidences)).toEqual(single.conf);
+      expect(Array.from(ahead.topIds!)).toEqual(single.top);
+      // The greedy and the sampled rows went different ways, so both streams were followed.
+      expect(single.tokens.filter((_, i) => i % 2 === 0)).not.toEqual(single.tokens.filter((_, i) => i % 2 === 1));
+
+      // Positions past the tables (16 slots per sequence) fail the call, whichever step reaches them.
+      await expect(decode(8, [300, 300], 14, 1, 3)).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', message: /block/ });
+      const bad = { tokens: Int32Array.of(300, 300), positions: Int32Array.of(6, 6), seqIdx: Int32Array.of(0, 1), blockTables: Int32Array.from({ length: 8 }, (_, i) => i),
+        maxBlocks: 4, outIdx: Int32Array.of(1, 0), sampling: sampling(1), runAhead: 2 };
+      expect(() => m.step(bad)).toThrow(/runAhead/);
+      expect(() => m.step({ ...bad, outIdx: Int32Array.of(0, 1), wantLogits: Uint8Array.of(1, 0) })).toThrow(/runAhead/);
+      expect(() => m.step({ ...bad, outIdx: Int32Array.of(0, 1), runAhead: 65 })).toThrow(/runAhead/);
+    } finally {
+      m.dispose();
+    }
+  });
 });

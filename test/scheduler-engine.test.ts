@@ -8,7 +8,7 @@ import { Engine } from '../lib/scheduler/engine.js';
 import type { RequestEnd } from '../lib/scheduler/sequence.js';
 import { FAKE_EOG, FakeNative, reference } from './fake-native.js';
 
-interface Setup { nBlocks: number; blockSize: number; stepTokens: number; chunkedPrefill?: boolean }
+interface Setup { nBlocks: number; blockSize: number; stepTokens: number; chunkedPrefill?: boolean; runAhead?: number }
 
 function setup(s: Setup) {
   const fake = new FakeNative(s.nBlocks, s.blockSize);
@@ -16,7 +16,7 @@ function setup(s: Setup) {
   // Every step first checks the block manager's invariants.
   const native = { ...fake, info: () => fake.info(), metadata: () => fake.metadata(), dispose: () => {}, profile: () => fake.profile(),
     step: (b: Parameters<FakeNative['step']>[0]) => { checkBlockInvariants(bm); return fake.step(b); } };
-  const engine = new Engine(native, bm, { stepTokens: s.stepTokens, chunkedPrefill: s.chunkedPrefill, isEog: (t) => t === FAKE_EOG });
+  const engine = new Engine(native, bm, { stepTokens: s.stepTokens, chunkedPrefill: s.chunkedPrefill, runAhead: s.runAhead, isEog: (t) => t === FAKE_EOG });
   return { fake, bm, engine };
 }
 
@@ -27,7 +27,7 @@ interface Run {
   done: Promise<RequestEnd>;
 }
 
-function submit(e: ReturnType<typeof setup>, prompt: number[], o: { maxTokens: number; seed: number; n?: number; priority?: number; signal?: AbortSignal; onToken?: () => void }): Run {
+function submit(e: ReturnType<typeof setup>, prompt: number[], o: { maxTokens: number; seed: number; n?: number; priority?: number; signal?: AbortSignal; onToken?: () => void; stopAfter?: number }): Run {
   const n = o.n ?? 1;
   const run: Run = { tokens: Array.from({ length: n }, () => []), stepAt: Array.from({ length: n }, () => []), done: null! };
   run.done = e.engine.submit({
@@ -37,7 +37,7 @@ function submit(e: ReturnType<typeof setup>, prompt: number[], o: { maxTokens: n
       run.tokens[i].push(t.token);
       run.stepAt[i].push(e.fake.batches.length);
       o.onToken?.();
-      return false;
+      return run.tokens[i].length === o.stopAfter;
     },
   });
   return run;
@@ -178,8 +178,8 @@ describe('scheduler over a fake model', () => {
     expect(st.prefixCacheHitRate).toBeCloseTo(28 / (14 + 15 + 19));
   });
 
-  it('aborts at any point free everything', async () => {
-    const e = setup({ nBlocks: 40, blockSize: 4, stepTokens: 16 });
+  it.each([1, 4])('aborts at any point free everything (runAhead %i)', async (runAhead) => {
+    const e = setup({ nBlocks: 40, blockSize: 4, stepTokens: 16, runAhead });
     let state = 99;
     const rand = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
     const runs = Array.from({ length: 200 }, (_, k) => {
@@ -203,5 +203,65 @@ describe('scheduler over a fake model', () => {
     const r = submit(e, ids(10), { maxTokens: 22, seed: 1 });
     await r.done;
     expect(r.tokens[0]).toEqual(reference(ids(10), 1, 22));
+  });
+});
+
+describe('run-ahead over a fake model', () => {
+  const steps = (e: ReturnType<typeof setup>) => e.fake.batches.map((b) => b.runAhead ?? 1);
+
+  it('decoding sequences run several steps per crossing and still get exactly their own tokens', async () => {
+    const e = setup({ nBlocks: 128, blockSize: 4, stepTokens: 64, runAhead: 4 });
+    const jobs = [[5, 40, 1], [1, 7, 1], [9, 1, 1], [3, 2, 1], [10, 25, 3], [2, 33, 2]];
+    const runs = jobs.map(([len, maxTokens, n], k) => ({ prompt: ids(len, 7 * k), maxTokens, n, seed: 200 + 10 * k }))
+      .map((j) => ({ j, r: submit(e, j.prompt, j) }));
+    await Promise.all(runs.map(({ r }) => r.done));
+    for (const { j, r } of runs) {
+      for (let i = 0; i < j.n; i++) expect(r.tokens[i]).toEqual(reference(j.prompt, j.seed + i, j.maxTokens));
+    }
+    // Some trajectories end on EOG inside a crossing: the tokens after it are dropped.
+    expect(runs.some(({ j, r }) => r.tokens.some((t) => t.length < j.maxTokens))).toBe(true);
+    expect(Math.max(...steps(e))).toBe(4);
+    // A crossing that runs ahead has only decode tokens, one sampled row each, and no copies.
+    for (const b of e.fake.batches.filter((x) => (x.runAhead ?? 1) > 1)) {
+      expect(Array.from(b.outIdx)).toEqual(Array.from(b.tokens, (_, i) => i));
+      expect(b.copies).toBeUndefined();
+    }
+    const st = e.engine.stats();
+    expect(st.steps).toBe(steps(e).reduce((a, x) => a + x, 0));
+    expect(st.steps).toBeGreaterThan(e.fake.batches.length);
+    expect(st.blocksUsed).toBe(0);
+  });
+
+  it('a callback stop inside a crossing drops the later tokens, and a newcomer is admitted at the next crossing', async () => {
+    const e = setup({ nBlocks: 128, blockSize: 4, stepTokens: 64, runAhead: 8 });
+    let late: Run | undefined;
+    let arrivedAt = -1;
+    const first = submit(e, ids(3, 1), { maxTokens: 30, seed: 3, stopAfter: 11, onToken: () => {
+      if (!late && first.tokens[0].length === 3) {
+        arrivedAt = e.fake.batches.length;
+        late = submit(e, ids(4, 9), { maxTokens: 12, seed: 4 });
+      }
+    } });
+    expect(reference(ids(3, 1), 3, 30).length).toBeGreaterThan(11);
+    await first.done;
+    await late!.done;
+    expect(first.tokens[0]).toEqual(reference(ids(3, 1), 3, 11));
+    expect(late!.tokens[0]).toEqual(reference(ids(4, 9), 4, 12));
+    // The step after the one that saw it arrive admits the newcomer, and does not run ahead.
+    const next = e.fake.batches[arrivedAt];
+    expect(next.runAhead ?? 1).toBe(1);
+    expect(next.tokens.length).toBe(1 + 4);
+    expect(e.engine.stats().blocksUsed).toBe(0);
+  });
+
+  it('a pool too tight to run ahead falls back to single steps, preempting as before', async () => {
+    const e = setup({ nBlocks: 16, blockSize: 4, stepTokens: 64, runAhead: 4 });
+    const prompts = [0, 1, 2, 3, 4, 5].map((k) => ids(6 + k, 10 * k));
+    const runs = prompts.map((p, k) => submit(e, p, { maxTokens: 40, seed: 100 + k }));
+    await Promise.all(runs.map((r) => r.done));
+    runs.forEach((r, k) => expect(r.tokens[0]).toEqual(reference(prompts[k], 100 + k, 40)));
+    expect(e.engine.stats().preemptions).toBeGreaterThan(0);
+    expect(Math.max(...steps(e))).toBe(4);
+    expect(e.bm.usedBlocks).toBe(0);
   });
 });

@@ -1,7 +1,7 @@
 import type { NativeModel, NativeProfile, StepResult } from '../native.js';
 import type { BlockManager } from '../kv/block-manager.js';
 import { WeftError, toWeftError } from '../errors.js';
-import { Request, Sequence, type RequestEnd, type SequenceEnd, type SequenceRequest } from './sequence.js';
+import { Request, Sequence, type RequestEnd, type SampledToken, type SequenceEnd, type SequenceRequest } from './sequence.js';
 import { Scheduler, type StepPlan } from './scheduler.js';
 import { buildStepBatch, type OutRow } from './step-batch.js';
 
@@ -10,11 +10,22 @@ export interface EngineOptions {
   stepTokens: number;
   /** Split long prompts into chunks that fit the budget (see SchedulerOptions). Default true. */
   chunkedPrefill?: boolean;
+  /**
+   * Decode steps one native crossing may run (StepBatch.runAhead) when every scheduled sequence
+   * is decoding and nothing waits for admission. Default 1.
+   */
+  runAhead?: number;
   isEog(token: number): boolean;
 }
 
+// A run-ahead crossing is kept to about this long, so that a request arriving meanwhile waits at
+// most this much more to be admitted than between single steps.
+const RUN_AHEAD_MS = 30;
+
 export interface EngineStats {
   steps: number;
+  /** Native step calls: fewer than steps when decode runs ahead (EngineOptions.runAhead). */
+  calls: number;
   tokensComputed: number;
   /** Sequences queued for admission, new or preempted: the queue depth. */
   waiting: number;
@@ -50,7 +61,7 @@ export class Engine {
   private disposed = false;
   private nextSeqId = 0;
   private nextArrival = 0;
-  private readonly counters = { steps: 0, tokensComputed: 0, lastStepMs: 0, totalStepMs: 0 };
+  private readonly counters = { steps: 0, calls: 0, tokensComputed: 0, lastStepMs: 0, totalStepMs: 0 };
 
   constructor(
     private readonly native: NativeModel,
@@ -99,6 +110,7 @@ export class Engine {
     const s = this.scheduler;
     return {
       steps: this.counters.steps,
+      calls: this.counters.calls,
       tokensComputed: this.counters.tokensComputed,
       waiting: s.waiting.length,
       running: s.running.length,
@@ -157,7 +169,9 @@ export class Engine {
         for (const r of [...this.requests]) this.failRequest(r, err);
         return;
       }
+      const steps = this.runAheadSteps(plan);
       const { batch, rows } = buildStepBatch(plan, this.blocks);
+      if (steps > 1) batch.runAhead = steps;
       let res: StepResult;
       try {
         res = await this.native.step(batch);
@@ -166,13 +180,45 @@ export class Engine {
         for (const c of plan.chunks) this.failRequest(c.seq.request, err);
         continue;
       }
-      this.counters.steps++;
-      this.counters.tokensComputed += batch.tokens.length;
-      this.counters.lastStepMs = res.forwardMs + res.sampleMs;
-      this.counters.totalStepMs += this.counters.lastStepMs;
+      this.counters.steps += res.steps;
+      this.counters.calls++;
+      this.counters.tokensComputed += batch.tokens.length * res.steps;
+      this.counters.lastStepMs = (res.forwardMs + res.sampleMs) / res.steps;
+      this.counters.totalStepMs += res.forwardMs + res.sampleMs;
       this.reapAborted();  // aborted while the step ran: deliver nothing more
       this.apply(plan, rows, res, batch.topN ?? 0);
     }
+  }
+
+  /**
+   * How many steps this plan's crossing runs. Between steps the engine decides nothing that the
+   * native side cannot repeat by itself when every chunk is one decoding token whose sample
+   * becomes the next token: so it runs up to `runAhead` steps while no request waits (a waiting
+   * one would be admitted a crossing later), no trajectory goes past its maxTokens, and the
+   * crossing stays near RUN_AHEAD_MS. Stops are still the engine's: tokens sampled after a
+   * trajectory ends (EOG, stop string, callback) are dropped, which costs at most runAhead - 1
+   * tokens of compute per ending trajectory. The blocks the later steps write are allocated
+   * here; if the pool is short the plan runs one step.
+   */
+  private runAheadSteps(plan: StepPlan): number {
+    const max = this.opts.runAhead ?? 1;
+    if (max <= 1 || this.scheduler.waiting.length > 0) return 1;
+    const last = this.counters.lastStepMs;
+    let k = last > 0 ? Math.min(max, Math.max(1, Math.floor(RUN_AHEAD_MS / last))) : max;
+    for (const c of plan.chunks) {
+      const s = c.seq;
+      const decoding = c.count === 1 && c.from === s.tokens.length - 1 && s.forkInto === 1 && s.nSampled > 0;
+      if (!decoding) return 1;
+      k = Math.min(k, s.request.req.maxTokens - s.nSampled);
+    }
+    if (k <= 1) return 1;
+    for (const c of plan.chunks) {
+      const copies = this.blocks.grow(c.seq.id, c.from + 1, c.from + k);
+      if (copies === null) return 1;  // blocks already added stay with their sequence for later steps
+      // Positions after a decoding token lie in its own block, made private by the plan, or in new ones.
+      if (copies.length) throw new WeftError('E_INTERNAL', 'run-ahead positions needed a block copy');
+    }
+    return k;
   }
 
   private reapAborted(): void {
@@ -199,14 +245,19 @@ export class Engine {
       if (!r.sample || s.request.settled) return;
       const target = forks.get(s)?.[r.trajectory] ?? s;
       const topN = s.request.req.topN;
-      this.accept(target, {
-        token: res.tokens[o],
-        logprob: res.logprobs[o],
-        confidence: res.confidences[o],
-        topIds: topN && res.topIds ? res.topIds.slice(o * rowTopN, o * rowTopN + topN) : undefined,
-        topLogprobs: topN && res.topLogprobs ? res.topLogprobs.slice(o * rowTopN, o * rowTopN + topN) : undefined,
-      });
+      this.accept(target, sampled(res, o, topN, rowTopN));
     });
+    // Run-ahead steps: row o's sequence computed its previous token and sampled the next, as
+    // long as it had not ended.
+    for (let j = 1; j < res.steps; j++) {
+      rows.forEach((r, o) => {
+        const s = plan.chunks[r.chunk].seq;
+        if (s.request.settled || !s.request.live.has(s)) return;
+        s.nComputed++;
+        this.blocks.commit(s.id, s.tokens, s.nComputed);
+        this.accept(s, sampled(res, j * rows.length + o, s.request.req.topN, rowTopN));
+      });
+    }
   }
 
   // Splits a prompt sequence into its trajectories (itself as trajectory 0), all sharing its blocks.
@@ -251,6 +302,17 @@ export class Engine {
     for (const s of r.live) this.scheduler.remove(s);
     r.fail(e);
   }
+}
+
+// Output row `at` of a step result (rows of later run-ahead steps follow the first step's).
+function sampled(res: StepResult, at: number, topN: number, rowTopN: number): SampledToken {
+  return {
+    token: res.tokens[at],
+    logprob: res.logprobs[at],
+    confidence: res.confidences[at],
+    topIds: topN && res.topIds ? res.topIds.slice(at * rowTopN, at * rowTopN + topN) : undefined,
+    topLogprobs: topN && res.topLogprobs ? res.topLogprobs.slice(at * rowTopN, at * rowTopN + topN) : undefined,
+  };
 }
 
 function aborted(): WeftError {

@@ -100,6 +100,9 @@ int32_t int_field(Napi::Env env, const Napi::Object& o, const char* key, int32_t
   return static_cast<int32_t>(d);
 }
 
+// Steps one crossing may run (StepBatch.runAhead).
+constexpr int32_t kMaxRunAhead = 64;
+
 class StepWorker : public PromiseWorker {
  public:
   StepWorker(Napi::Env env, NativeModel* owner, Napi::Object owner_obj, std::shared_ptr<Engine> e, const Napi::Object& batch)
@@ -115,6 +118,7 @@ class StepWorker : public PromiseWorker {
     const int32_t n_vocab = e_->model->hp().n_vocab;
     max_blocks_ = int_field(env, batch, "maxBlocks", 1, 1 << 24, 0, false);
     top_n_ = int_field(env, batch, "topN", 0, std::min(n_vocab, 1024), 0, true);
+    steps_ = int_field(env, batch, "runAhead", 1, kMaxRunAhead, 1, true);
 
     const size_t n = tokens_.size(), n_out = out_idx_.size();
     if (n == 0) throw_invalid(env, "step batch has no tokens");
@@ -123,6 +127,14 @@ class StepWorker : public PromiseWorker {
     if (sampling_.size() != n_out * kSamplingFields) throw_invalid(env, "sampling must hold 6 numbers per output row");
     if (!want_logits_.empty() && want_logits_.size() != n_out) throw_invalid(env, "wantLogits must hold one flag per output row");
     if (copies_.size() % 2 != 0) throw_invalid(env, "copies must hold (src, dst) pairs");
+    if (steps_ > 1) {
+      // Each later step feeds row i's sampled token back as token i: every token must be a
+      // sampled row of its own, in order, with no logits wanted.
+      bool rows_ok = n_out == n;
+      for (size_t i = 0; rows_ok && i < n; ++i) rows_ok = out_idx_[i] == int32_t(i);
+      for (uint8_t w : want_logits_) rows_ok = rows_ok && w == 0;
+      if (!rows_ok) throw_invalid(env, "runAhead > 1 needs one sampled output row per token, in token order, and no logits");
+    }
     for (size_t o = 0; o < n_out; ++o) {
       const double* s = &sampling_[o * kSamplingFields];
       SamplingParams p;
@@ -156,36 +168,47 @@ class StepWorker : public PromiseWorker {
 
  protected:
   void Run() override {
-    const auto t0 = std::chrono::steady_clock::now();
     const HParams& hp = e_->model->hp();
-    validate_batch(batch_, hp, *e_->kv);
-    const size_t n_out = size_t(batch_.n_out), V = size_t(hp.n_vocab);
+    const size_t n_out = size_t(batch_.n_out), V = size_t(hp.n_vocab), k = size_t(steps_);
     std::vector<float>& buf = n_out <= Engine::kKeptLogitRows ? e_->logits : own_logits_;
     if (buf.size() < n_out * V) buf.resize(n_out * V);
     logits_ = buf.data();
-    e_->forward->run(batch_, logits_);
-    const auto t1 = std::chrono::steady_clock::now();
-
-    out_tokens_.resize(n_out);
-    out_logprobs_.resize(n_out);
-    out_conf_.resize(n_out);
-    top_ids_.resize(n_out * size_t(top_n_));
-    top_lp_.resize(n_out * size_t(top_n_));
-    auto sample_rows = [&](int tid, int nth) {
-      Sampler& s = *e_->samplers[size_t(tid)];
-      for (size_t o = n_out * tid / nth; o < n_out * (tid + 1) / nth; ++o) {
-        const SampleResult r = s.sample(&logits_[o * V], params_[o], top_n_ ? &top_ids_[o * top_n_] : nullptr, top_n_ ? &top_lp_[o * top_n_] : nullptr);
-        out_tokens_[o] = r.token;
-        out_logprobs_[o] = r.logprob;
-        out_conf_[o] = r.confidence;
+    out_tokens_.resize(k * n_out);
+    out_logprobs_.resize(k * n_out);
+    out_conf_.resize(k * n_out);
+    top_ids_.resize(k * n_out * size_t(top_n_));
+    top_lp_.resize(k * n_out * size_t(top_n_));
+    for (size_t j = 0; j < k; ++j) {
+      if (j > 0) {  // the next step of a run-ahead: each token is followed by its sample
+        for (size_t i = 0; i < n_out; ++i) {
+          tokens_[i] = out_tokens_[(j - 1) * n_out + i];
+          positions_[i] += 1;
+          params_[i].counter += 1;
+        }
+        batch_.n_copies = 0;  // copies precede the first step only
       }
-    };
-    // One row needs one thread: waking the pool for it would only add a wake-up.
-    if (n_out <= 1) sample_rows(0, 1);
-    else e_->pool->run(sample_rows);
-    const auto t2 = std::chrono::steady_clock::now();
-    forward_ms_ = std::chrono::duration<double, std::milli>(t1 - t0).count();
-    sample_ms_ = std::chrono::duration<double, std::milli>(t2 - t1).count();
+      const auto t0 = std::chrono::steady_clock::now();
+      validate_batch(batch_, hp, *e_->kv);
+      e_->forward->run(batch_, logits_);
+      const auto t1 = std::chrono::steady_clock::now();
+      const size_t at = j * n_out;
+      auto sample_rows = [&](int tid, int nth) {
+        Sampler& s = *e_->samplers[size_t(tid)];
+        for (size_t o = n_out * tid / nth; o < n_out * (tid + 1) / nth; ++o) {
+          const size_t top = (at + o) * size_t(top_n_);
+          const SampleResult r = s.sample(&logits_[o * V], params_[o], top_n_ ? &top_ids_[top] : nullptr, top_n_ ? &top_lp_[top] : nullptr);
+          out_tokens_[at + o] = r.token;
+          out_logprobs_[at + o] = r.logprob;
+          out_conf_[at + o] = r.confidence;
+        }
+      };
+      // One row needs one thread: waking the pool for it would only add a wake-up.
+      if (n_out <= 1) sample_rows(0, 1);
+      else e_->pool->run(sample_rows);
+      const auto t2 = std::chrono::steady_clock::now();
+      forward_ms_ += std::chrono::duration<double, std::milli>(t1 - t0).count();
+      sample_ms_ += std::chrono::duration<double, std::milli>(t2 - t1).count();
+    }
   }
 
   Napi::Value Result(Napi::Env env) override {
@@ -208,6 +231,7 @@ class StepWorker : public PromiseWorker {
       }
       r.Set("logits", l);
     }
+    r.Set("steps", Napi::Number::New(env, steps_));
     r.Set("forwardMs", forward_ms_);
     r.Set("sampleMs", sample_ms_);
     return r;
@@ -230,7 +254,7 @@ class StepWorker : public PromiseWorker {
   std::vector<double> sampling_;
   std::vector<uint8_t> want_logits_;
   std::vector<SamplingParams> params_;
-  int32_t max_blocks_ = 0, top_n_ = 0;
+  int32_t max_blocks_ = 0, top_n_ = 0, steps_ = 1;
   StepBatch batch_;
   std::vector<float> own_logits_;
   float* logits_ = nullptr;  // e_->logits or own_logits_
