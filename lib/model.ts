@@ -32,8 +32,9 @@ export interface LoadOptions {
   /**
    * Decode steps one native call may run when every scheduled sequence is generating and no
    * request waits (1..64). Default 4. The tokens are those of single steps; a trajectory that
-   * ends inside such a call drops the tokens computed after its end (at most runAhead - 1), and a
-   * call is kept to about 30 ms so newcomers are admitted soon. 1 calls native once per step.
+   * ends inside such a call drops the tokens computed after its end (at most runAhead - 1); a
+   * call is kept to about 30 ms, and a request or abort arriving during it ends it after the
+   * current step. 1 calls native once per step.
    */
   runAhead?: number;
 }

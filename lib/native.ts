@@ -79,6 +79,11 @@ export interface NativeModel {
   step(batch: StepBatch): Promise<StepResult>;
   /** Takes (and resets) the profile; E_BUSY while a step is in flight. */
   profile(): NativeProfile;
+  /**
+   * Ends the run-ahead step call in flight after the step it is computing (its result then has
+   * fewer `steps`); no effect on a call made later.
+   */
+  interrupt(): void;
   dispose(): void;
 }
 

@@ -9,9 +9,12 @@ export const FAKE_EOG = 0;
 
 export class FakeNative implements NativeModel {
   readonly batches: StepBatch[] = [];
+  /** Steps each call ran (fewer than its runAhead when interrupted). */
+  readonly ran: number[] = [];
   private readonly kvTok: Int32Array;
   private readonly kvPos: Int32Array;
   private busy = false;
+  private interrupted = false;
 
   constructor(readonly nBlocks: number, readonly blockSize: number, readonly vocab = 64) {
     this.kvTok = new Int32Array(nBlocks * blockSize).fill(-1);
@@ -32,18 +35,31 @@ export class FakeNative implements NativeModel {
     return { steps: this.batches.length, tokens: 0, ms: {} };
   }
 
+  interrupt(): void {
+    this.interrupted = true;
+  }
+
   async step(b: StepBatch): Promise<StepResult> {
     if (this.busy) throw new Error('two steps in flight');
     this.busy = true;
+    this.interrupted = false;
     try {
       this.batches.push(b);
-      const n = b.tokens.length, nOut = b.outIdx.length, steps = b.runAhead ?? 1;
+      const n = b.tokens.length, nOut = b.outIdx.length;
+      let steps = b.runAhead ?? 1;
       if (steps > 1 && (nOut !== n || b.outIdx.some((t, i) => t !== i) || b.wantLogits?.some((w) => w))) {
         invalid('runAhead > 1 needs one sampled output row per token');
       }
       const tokens = new Int32Array(steps * nOut);
       let cur = b;
       for (let j = 0; j < steps; j++) {
+        if (j > 0) {
+          await new Promise((r) => setImmediate(r));  // each step a turn of the event loop, so interrupt() can land
+          if (this.interrupted) {
+            steps = j;
+            break;
+          }
+        }
         if (j > 0) {  // as the native side: each token followed by its sample, counters one higher
           const sampling = cur.sampling.slice();
           for (let o = 0; o < nOut; o++) sampling[o * SAMPLING_FIELDS + 5] += 1;
@@ -52,9 +68,10 @@ export class FakeNative implements NativeModel {
         tokens.set(this.forward(cur), j * nOut);
       }
       await new Promise((r) => setImmediate(r));  // a step takes a turn of the event loop, like the real one
+      this.ran.push(steps);
       const logits = b.wantLogits ? new Float32Array([...b.wantLogits].filter((w) => w).length * this.vocab) : undefined;
       return {
-        steps, tokens, logprobs: new Float32Array(steps * nOut).fill(-1), confidences: new Float32Array(steps * nOut).fill(1),
+        steps, tokens: tokens.slice(0, steps * nOut), logprobs: new Float32Array(steps * nOut).fill(-1), confidences: new Float32Array(steps * nOut).fill(1),
         logits, forwardMs: 0, sampleMs: 0,
       };
     } finally {

@@ -21,6 +21,7 @@ async function engineOver(kvCacheTokens: number, stepTokens = 512) {
   const steps: { batch: StepBatch; used: number }[] = [];
   const checked: NativeModel = {
     info: () => native.info(), metadata: () => native.metadata(), dispose: () => native.dispose(), profile: () => native.profile(),
+    interrupt: () => native.interrupt(),
     step: (batch) => {
       checkBlockInvariants(bm);
       steps.push({ batch, used: bm.usedBlocks });

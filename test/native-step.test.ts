@@ -97,4 +97,29 @@ describe.skipIf(!HAVE_REFDATA)('native step', () => {
       m.dispose();
     }
   });
+
+  it('interrupt() ends a run-ahead call after the step in progress; one made before the call does not count', async () => {
+    const m = await loadNativeModel(refPath('models', 'stories260Ktok512.gguf'), { blockSize: 16, kvCacheTokens: 1024, kvType: 'f32' });
+    try {
+      const prompt = [1, 403, 407, 261, 378, 300];
+      const run = async (base: number, runAhead: number, interrupt: boolean) => {
+        const tables = Int32Array.from({ length: 8 }, (_, i) => base + i);  // 128 positions
+        const pre = await m.step({ tokens: Int32Array.from(prompt), positions: Int32Array.from(prompt, (_, i) => i), seqIdx: new Int32Array(6),
+          blockTables: tables, maxBlocks: 8, outIdx: Int32Array.of(5), sampling: greedy(1) });
+        m.interrupt();  // before the call: ignored
+        const call = m.step({ tokens: pre.tokens, positions: Int32Array.of(6), seqIdx: Int32Array.of(0), blockTables: tables, maxBlocks: 8,
+          outIdx: Int32Array.of(0), sampling: greedy(1), runAhead });
+        if (interrupt) m.interrupt();
+        return call;
+      };
+      const whole = await run(0, 64, false);
+      expect(whole.steps).toBe(64);
+      const cut = await run(8, 64, true);
+      expect(cut.steps).toBeGreaterThanOrEqual(1);
+      expect(cut.steps).toBeLessThan(64);
+      expect(Array.from(cut.tokens)).toEqual(Array.from(whole.tokens).slice(0, cut.steps));
+    } finally {
+      m.dispose();
+    }
+  });
 });

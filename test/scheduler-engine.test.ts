@@ -14,7 +14,7 @@ function setup(s: Setup) {
   const fake = new FakeNative(s.nBlocks, s.blockSize);
   const bm = new BlockManager(s.nBlocks, s.blockSize);
   // Every step first checks the block manager's invariants.
-  const native = { ...fake, info: () => fake.info(), metadata: () => fake.metadata(), dispose: () => {}, profile: () => fake.profile(),
+  const native = { ...fake, info: () => fake.info(), metadata: () => fake.metadata(), dispose: () => {}, profile: () => fake.profile(), interrupt: () => fake.interrupt(),
     step: (b: Parameters<FakeNative['step']>[0]) => { checkBlockInvariants(bm); return fake.step(b); } };
   const engine = new Engine(native, bm, { stepTokens: s.stepTokens, chunkedPrefill: s.chunkedPrefill, runAhead: s.runAhead, isEog: (t) => t === FAKE_EOG });
   return { fake, bm, engine };
@@ -252,6 +252,27 @@ describe('run-ahead over a fake model', () => {
     expect(next.runAhead ?? 1).toBe(1);
     expect(next.tokens.length).toBe(1 + 4);
     expect(e.engine.stats().blocksUsed).toBe(0);
+  });
+
+  it('a request arriving during a run-ahead call interrupts it after the current step', async () => {
+    const e = setup({ nBlocks: 128, blockSize: 4, stepTokens: 64, runAhead: 16 });
+    const first = submit(e, ids(3, 1), { maxTokens: 60, seed: 5 });
+    // Wait, a turn of the event loop at a time, until a call running ahead is in flight.
+    let at = -1;
+    for (let turns = 0; at < 0 && turns < 1000; turns++) {
+      await new Promise((r) => setImmediate(r));
+      const last = e.fake.batches.length - 1;
+      if (last >= 0 && (e.fake.batches[last].runAhead ?? 1) > 1 && e.fake.ran.length === last) at = last;
+    }
+    expect(at).toBeGreaterThanOrEqual(0);
+    const late = submit(e, ids(5, 9), { maxTokens: 6, seed: 6 });
+    await Promise.all([first.done, late.done]);
+    expect(e.fake.ran[at]).toBeLessThan(e.fake.batches[at].runAhead!);
+    // The next call admits the newcomer's whole prompt beside the decoding token.
+    expect(e.fake.batches[at + 1].tokens.length).toBe(1 + 5);
+    expect(first.tokens[0]).toEqual(reference(ids(3, 1), 5, 60));
+    expect(late.tokens[0]).toEqual(reference(ids(5, 9), 6, 6));
+    expect(e.engine.stats().steps).toBe(e.fake.ran.reduce((a, x) => a + x, 0));
   });
 
   it('a pool too tight to run ahead falls back to single steps, preempting as before', async () => {

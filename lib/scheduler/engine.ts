@@ -61,6 +61,7 @@ export class Engine {
   private disposed = false;
   private nextSeqId = 0;
   private nextArrival = 0;
+  private aheadInFlight = false;  // a step call with runAhead > 1 is in flight
   private readonly counters = { steps: 0, calls: 0, tokensComputed: 0, lastStepMs: 0, totalStepMs: 0 };
 
   constructor(
@@ -147,7 +148,10 @@ export class Engine {
     return Array.from({ length: n }, (_, i) => new Sequence(this.nextSeqId++, request, i, [...prompt]));
   }
 
+  // New work or an abort: a run-ahead call in flight stops after its current step, so the
+  // request is admitted (or the abort takes effect) a step later, not a whole call later.
   private kick(): void {
+    if (this.aheadInFlight) this.native.interrupt();
     if (!this.pumping) {
       // Start on a microtask so that requests submitted in the same tick share the first step.
       this.pumping = Promise.resolve().then(() => this.pump()).finally(() => {
@@ -174,11 +178,14 @@ export class Engine {
       if (steps > 1) batch.runAhead = steps;
       let res: StepResult;
       try {
+        this.aheadInFlight = steps > 1;
         res = await this.native.step(batch);
       } catch (e) {
         const err = toWeftError(e);
         for (const c of plan.chunks) this.failRequest(c.seq.request, err);
         continue;
+      } finally {
+        this.aheadInFlight = false;
       }
       this.counters.steps += res.steps;
       this.counters.calls++;

@@ -1,5 +1,6 @@
 #include "model-wrap.h"
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -31,6 +32,9 @@ struct Engine {
   // freed with it, so that one such step does not pin hundreds of MB.
   static constexpr size_t kKeptLogitRows = 64;
   std::vector<float> logits;
+  // Set by interrupt() (main thread), cleared as each step call is made: a run-ahead call stops
+  // after the step in progress.
+  std::atomic<bool> interrupted{false};
 };
 
 namespace {
@@ -179,6 +183,10 @@ class StepWorker : public PromiseWorker {
     top_ids_.resize(k * n_out * size_t(top_n_));
     top_lp_.resize(k * n_out * size_t(top_n_));
     for (size_t j = 0; j < k; ++j) {
+      if (j > 0 && e_->interrupted.load(std::memory_order_relaxed)) {
+        steps_ = int32_t(j);  // the outputs of steps [0, j) are what the call returns
+        break;
+      }
       if (j > 0) {  // the next step of a run-ahead: each token is followed by its sample
         for (size_t i = 0; i < n_out; ++i) {
           tokens_[i] = out_tokens_[(j - 1) * n_out + i];
@@ -213,12 +221,13 @@ class StepWorker : public PromiseWorker {
 
   Napi::Value Result(Napi::Env env) override {
     Napi::Object r = Napi::Object::New(env);
-    r.Set("tokens", to_js<int32_t, Napi::Int32Array>(env, out_tokens_));
-    r.Set("logprobs", to_js<float, Napi::Float32Array>(env, out_logprobs_));
-    r.Set("confidences", to_js<float, Napi::Float32Array>(env, out_conf_));
+    const size_t rows = size_t(steps_) * size_t(batch_.n_out), top = rows * size_t(top_n_);
+    r.Set("tokens", to_js<int32_t, Napi::Int32Array>(env, out_tokens_, rows));
+    r.Set("logprobs", to_js<float, Napi::Float32Array>(env, out_logprobs_, rows));
+    r.Set("confidences", to_js<float, Napi::Float32Array>(env, out_conf_, rows));
     if (top_n_ > 0) {
-      r.Set("topIds", to_js<int32_t, Napi::Int32Array>(env, top_ids_));
-      r.Set("topLogprobs", to_js<float, Napi::Float32Array>(env, top_lp_));
+      r.Set("topIds", to_js<int32_t, Napi::Int32Array>(env, top_ids_, top));
+      r.Set("topLogprobs", to_js<float, Napi::Float32Array>(env, top_lp_, top));
     }
     if (!want_logits_.empty()) {
       const size_t V = size_t(e_->model->hp().n_vocab);
@@ -240,10 +249,11 @@ class StepWorker : public PromiseWorker {
   void Finish() override { owner_->step_finished(); }
 
  private:
+  // The first n elements of v.
   template <typename T, typename A>
-  static A to_js(Napi::Env env, const std::vector<T>& v) {
-    A a = A::New(env, v.size());
-    if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * sizeof(T));
+  static A to_js(Napi::Env env, const std::vector<T>& v, size_t n) {
+    A a = A::New(env, n);
+    if (n > 0) std::memcpy(a.Data(), v.data(), n * sizeof(T));
     return a;
   }
 
@@ -271,6 +281,7 @@ Napi::Function NativeModel::Init(Napi::Env env) {
     InstanceMethod<&NativeModel::Metadata>("metadata"),
     InstanceMethod<&NativeModel::Step>("step"),
     InstanceMethod<&NativeModel::Profile>("profile"),
+    InstanceMethod<&NativeModel::Interrupt>("interrupt"),
     InstanceMethod<&NativeModel::Dispose>("dispose"),
   });
   // LoadWorker builds instances from this once the model is ready.
@@ -370,6 +381,7 @@ Napi::Value NativeModel::Step(const Napi::CallbackInfo& info) {
   if (busy_) throw make_error(env, "E_BUSY", "a step is already in flight on this model");
   if (info.Length() != 1 || !info[0].IsObject()) throw_invalid(env, "step(batch) takes one object");
   auto* w = new StepWorker(env, this, Value(), e, info[0].As<Napi::Object>());
+  e->interrupted.store(false, std::memory_order_relaxed);  // only an interrupt() after this call counts
   busy_ = true;
   Napi::Promise p = w->promise();
   w->Queue();
@@ -389,6 +401,11 @@ Napi::Value NativeModel::Profile(const Napi::CallbackInfo& info) {
   o.Set("tokens", Napi::Number::New(env, double(p.tokens)));
   o.Set("ms", ops);
   return o;
+}
+
+Napi::Value NativeModel::Interrupt(const Napi::CallbackInfo& info) {
+  engine(info.Env())->interrupted.store(true, std::memory_order_relaxed);
+  return info.Env().Undefined();
 }
 
 Napi::Value NativeModel::Dispose(const Napi::CallbackInfo& info) {

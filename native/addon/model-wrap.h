@@ -30,6 +30,7 @@ class NativeModel : public Napi::ObjectWrap<NativeModel> {
   Napi::Value Metadata(const Napi::CallbackInfo& info);
   Napi::Value Step(const Napi::CallbackInfo& info);
   Napi::Value Profile(const Napi::CallbackInfo& info);
+  Napi::Value Interrupt(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   const std::shared_ptr<Engine>& engine(Napi::Env env) const;
 
