@@ -133,6 +133,7 @@ export class Engine {
   /** Rejects everything queued or running with E_DISPOSED once the step in flight is over. */
   async dispose(): Promise<void> {
     this.disposed = true;
+    if (this.aheadInFlight) this.native.interrupt();
     await this.pumping;
     const err = new WeftError('E_DISPOSED', 'the model was disposed during the request');
     for (const r of [...this.requests]) this.failRequest(r, err);

@@ -183,11 +183,11 @@ class StepWorker : public PromiseWorker {
     top_ids_.resize(k * n_out * size_t(top_n_));
     top_lp_.resize(k * n_out * size_t(top_n_));
     for (size_t j = 0; j < k; ++j) {
-      if (j > 0 && e_->interrupted.load(std::memory_order_relaxed)) {
-        steps_ = int32_t(j);  // the outputs of steps [0, j) are what the call returns
-        break;
-      }
       if (j > 0) {  // the next step of a run-ahead: each token is followed by its sample
+        if (e_->interrupted.load(std::memory_order_relaxed)) {
+          steps_ = int32_t(j);  // the outputs of steps [0, j) are what the call returns
+          break;
+        }
         for (size_t i = 0; i < n_out; ++i) {
           tokens_[i] = out_tokens_[(j - 1) * n_out + i];
           positions_[i] += 1;
