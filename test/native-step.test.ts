@@ -99,7 +99,9 @@ describe.skipIf(!HAVE_REFDATA)('native step', () => {
   });
 
   it('interrupt() ends a run-ahead call after the step in progress; one made before the call does not count', async () => {
-    const m = await loadNativeModel(refPath('models', 'stories260Ktok512.gguf'), { blockSize: 16, kvCacheTokens: 1024, kvType: 'f32' });
+    // A model whose 64 steps take ~50 ms on one thread, so that the interrupt() right after the
+    // call is made lands while it runs even if this thread waits a few ms for a core.
+    const m = await loadNativeModel(refPath('models', 'llama-gqa-k-q8_0.gguf'), { blockSize: 16, kvCacheTokens: 1024, kvType: 'f32', threads: 1 });
     try {
       const prompt = [1, 403, 407, 261, 378, 300];
       const run = async (base: number, runAhead: number, interrupt: boolean) => {
