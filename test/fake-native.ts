@@ -53,14 +53,12 @@ export class FakeNative implements NativeModel {
       const tokens = new Int32Array(steps * nOut);
       let cur = b;
       for (let j = 0; j < steps; j++) {
-        if (j > 0) {
+        if (j > 0) {  // as the native side: each token followed by its sample, counters one higher
           await new Promise((r) => setImmediate(r));  // each step a turn of the event loop, so interrupt() can land
           if (this.interrupted) {
             steps = j;
             break;
           }
-        }
-        if (j > 0) {  // as the native side: each token followed by its sample, counters one higher
           const sampling = cur.sampling.slice();
           for (let o = 0; o < nOut; o++) sampling[o * SAMPLING_FIELDS + 5] += 1;
           cur = { ...cur, tokens: tokens.slice((j - 1) * nOut, j * nOut), positions: cur.positions.map((p) => p + 1), sampling, copies: undefined };
