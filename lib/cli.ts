@@ -7,6 +7,7 @@ import { defaultModelPath } from './default-model.js';
 const USAGE = `usage:
   weft generate [-m model.gguf] -p "Start at 17. Add 25." [-n 64] [--temp 0.8] [--top-k 40] [--top-p 0.95]
                 [--min-p 0.05] [--seed N] [--stop STR]... [-t threads] [--kv-type f16|f32]
+                [--no-mmap]
   weft info -m model.gguf [--json]`;
 
 function num(name: string, v: string | undefined): number | undefined {
@@ -31,6 +32,7 @@ async function generate(args: string[]): Promise<void> {
       stop: { type: 'string', multiple: true },
       threads: { type: 'string', short: 't' },
       'kv-type': { type: 'string' },
+      'no-mmap': { type: 'boolean' },
     },
   });
   if (values.prompt === undefined) throw new WeftError('E_INVALID_ARGUMENT', 'generate needs -p PROMPT');
@@ -38,6 +40,7 @@ async function generate(args: string[]): Promise<void> {
   const model = await loadModel(values.model ?? defaultModelPath(), {
     threads: num('threads', values.threads),
     kvType: values['kv-type'] as 'f16' | 'f32' | undefined,
+    useMmap: values['no-mmap'] ? false : undefined,
   });
   const ac = new AbortController();
   process.once('SIGINT', () => ac.abort());

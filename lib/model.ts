@@ -37,6 +37,13 @@ export interface LoadOptions {
    * current step. 1 calls native once per step.
    */
   runAhead?: number;
+  /**
+   * Map the file (default true, as llama.cpp): loading reads nothing until it is used, and
+   * processes that load one file share its pages. false reads the whole file into memory at
+   * load, on 2 MiB pages where the kernel's transparent huge pages allow (mode "madvise" or
+   * "always"): decode, which streams every weight once per token, measured 1-9% faster for it.
+   */
+  useMmap?: boolean;
 }
 
 export interface GenerateOptions extends SamplingOptions {
@@ -242,7 +249,7 @@ function isChatRequest(p: unknown): p is ChatRequest {
   return typeof p === 'object' && p !== null && !ArrayBuffer.isView(p) && !Array.isArray(p) && 'messages' in p;
 }
 
-/** Loads a GGUF model; the event loop stays free while it maps and validates the file. */
+/** Loads a GGUF model; the event loop stays free while it maps (or reads) and validates the file. */
 export async function loadModel(path: string, opts: LoadOptions = {}): Promise<Model> {
   if (typeof path !== 'string' || path.length === 0) throw invalid('loadModel() needs a file path');
   const threads = intOption('threads', opts.threads, 1, 256, 0);
@@ -252,8 +259,10 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   const runAhead = intOption('runAhead', opts.runAhead, 1, 64, 4);
   if (opts.chunkedPrefill !== undefined && typeof opts.chunkedPrefill !== 'boolean') throw invalid('chunkedPrefill must be a boolean');
   if (opts.kvType !== undefined && opts.kvType !== 'f16' && opts.kvType !== 'f32') throw invalid(`kvType must be 'f16' or 'f32'`);
+  if (opts.useMmap !== undefined && typeof opts.useMmap !== 'boolean') throw invalid('useMmap must be a boolean');
   const native = await loadNativeModel(path, {
     threads: threads || undefined, blockSize, kvCacheTokens: kvCacheTokens || undefined, kvType: opts.kvType,
+    useMmap: opts.useMmap,
   });
   try {
     return new Model(native, native.metadata(), { stepTokens, chunkedPrefill: opts.chunkedPrefill ?? true, runAhead });

@@ -59,6 +59,8 @@ export interface NativeInfo {
   rmsEps: number;
   tiedOutput: boolean;
   fileBytes: number;
+  /** false: the file was read into memory (LoadOptions.useMmap). */
+  useMmap: boolean;
   tensorBytes: number;
   tensorTypes: Record<string, { count: number; bytes: number }>;
   kvCache: { blocks: number; blockSize: number; type: 'f16' | 'f32'; bytes: number };
@@ -92,6 +94,7 @@ export interface NativeLoadOptions {
   kvCacheTokens?: number;
   blockSize?: number;
   kvType?: 'f16' | 'f32';
+  useMmap?: boolean;
 }
 
 export interface GgufTensorInfo { name: string; type: string; shape: number[]; offset: number; bytes: number }

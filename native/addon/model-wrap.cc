@@ -48,6 +48,7 @@ struct LoadOptions {
   int64_t kv_tokens = 0;  // 0: min(context_length, 8192)
   int block_size = 16;
   KvType kv_type = KvType::F16;
+  GgufFile::Access access = GgufFile::Access::Map;
 };
 
 class LoadWorker : public PromiseWorker {
@@ -57,7 +58,7 @@ class LoadWorker : public PromiseWorker {
  protected:
   void Run() override {
     auto e = std::make_shared<Engine>();
-    e->model = Model::load(o_.path);
+    e->model = Model::load(o_.path, o_.access);
     const HParams& hp = e->model->hp();
     int64_t tokens = o_.kv_tokens > 0 ? o_.kv_tokens : std::min<int64_t>(hp.n_ctx_train, 8192);
     const int64_t n_blocks = (tokens + o_.block_size - 1) / o_.block_size;
@@ -319,6 +320,11 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
     else if (s == "f32") o.kv_type = KvType::F32;
     else throw_invalid(env, "kvType must be 'f16' or 'f32'");
   }
+  const Napi::Value mm = opts.Get("useMmap");
+  if (!mm.IsUndefined()) {
+    if (!mm.IsBoolean()) throw_invalid(env, "useMmap must be a boolean");
+    if (!mm.As<Napi::Boolean>().Value()) o.access = GgufFile::Access::Read;
+  }
   auto* w = new LoadWorker(env, std::move(o), env.GetInstanceData<Napi::FunctionReference>()->Value());
   Napi::Promise p = w->promise();
   w->Queue();
@@ -343,6 +349,7 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   o.Set("rmsEps", hp.rms_eps);
   o.Set("tiedOutput", hp.tied_output);
   o.Set("fileBytes", Napi::Number::New(env, static_cast<double>(e.model->file().file_size())));
+  o.Set("useMmap", e.model->file().access() == GgufFile::Access::Map);
   std::map<std::string, std::pair<int, double>> types;
   double tensor_bytes = 0;
   for (const GgufTensor& t : e.model->file().tensors()) {

@@ -166,7 +166,46 @@ double GgufValue::as_double(const std::string& key) const {
   return static_cast<double>(as_int(key));
 }
 
-std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
+namespace {
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Access::Read. Decode streams every weight once per token; on 2 MiB pages that stream needs
+// 512x fewer TLB entries and page walks than through a 4 KiB file mapping (transparent huge pages
+// for the page cache are not to be had), which measured 1-9% faster decode at batch 1 on this
+// VM (interleaved A/B, F16 and Q8_0 files). MADV_HUGEPAGE asks for them where the kernel's THP
+// mode is "madvise"; with "never" the weights still work, on 4 KiB pages. Returns the region
+// (2 MiB-aligned data at region + head) after filling `data` with the file's bytes.
+void* read_into_memory(int fd, const std::string& path, size_t size, size_t& region_size, uint8_t*& data) {
+  region_size = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;  // + room to align
+  void* region = mmap(nullptr, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (region == MAP_FAILED) {
+    fail(ErrorCode::InvalidArgument, "cannot allocate " + std::to_string(size) + " bytes to read '" + path +
+                                         "' into (" + std::strerror(errno) + "); load it with useMmap: true");
+  }
+  const uintptr_t at = (reinterpret_cast<uintptr_t>(region) + kHugePage - 1) & ~uintptr_t{kHugePage - 1};
+  data = reinterpret_cast<uint8_t*>(at);
+  madvise(data, size, MADV_HUGEPAGE);  // advice only: EINVAL where THP is compiled out
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t r = pread(fd, data + done, size - done, static_cast<off_t>(done));
+    if (r > 0) {
+      done += static_cast<size_t>(r);
+    } else if (r < 0 && errno == EINTR) {
+      continue;
+    } else {
+      const std::string why = r == 0 ? "the file shrank while it was read" : std::strerror(errno);
+      munmap(region, region_size);
+      fail(r == 0 ? ErrorCode::ModelFormat : ErrorCode::InvalidArgument, "cannot read model file '" + path + "': " + why);
+    }
+  }
+  mprotect(data, size, PROT_READ);  // weights stay read-only, as through the mapping
+  return region;
+}
+
+}  // namespace
+
+std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, Access access) {
   std::unique_ptr<GgufFile> g(new GgufFile());
   g->path_ = path;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -183,16 +222,31 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
     ::close(fd);
     bad(path, "the file is empty");
   }
-  void* p = mmap(nullptr, g->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (p == MAP_FAILED) fail(ErrorCode::Internal, "mmap of '" + path + "' failed: " + std::strerror(errno));
-  g->base_ = static_cast<const uint8_t*>(p);
+  g->access_ = access;
+  if (access == Access::Read) {
+    uint8_t* data = nullptr;
+    try {
+      g->region_ = read_into_memory(fd, path, g->size_, g->region_size_, data);
+    } catch (...) {
+      ::close(fd);
+      throw;
+    }
+    ::close(fd);
+    g->base_ = data;
+  } else {
+    void* p = mmap(nullptr, g->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) fail(ErrorCode::Internal, "mmap of '" + path + "' failed: " + std::strerror(errno));
+    g->region_ = p;
+    g->region_size_ = g->size_;
+    g->base_ = static_cast<const uint8_t*>(p);
+  }
   g->parse();
   return g;
 }
 
 GgufFile::~GgufFile() {
-  if (base_) munmap(const_cast<uint8_t*>(base_), size_);
+  if (region_) munmap(region_, region_size_);
 }
 
 void GgufFile::parse() {

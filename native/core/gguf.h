@@ -59,8 +59,13 @@ struct GgufTensor {
 
 class GgufFile {
  public:
-  // Maps and parses the file. Throws weft::Error on any problem.
-  static std::unique_ptr<GgufFile> open(const std::string& path);
+  // How the file's bytes are held while it is open.
+  enum class Access {
+    Map,   // mapped (mmap): nothing is read until used, and the page cache is shared
+    Read,  // read into anonymous memory on 2 MiB pages where the kernel allows (see gguf.cc)
+  };
+  // Maps or reads, and parses, the file. Throws weft::Error on any problem.
+  static std::unique_ptr<GgufFile> open(const std::string& path, Access access = Access::Map);
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
@@ -68,6 +73,7 @@ class GgufFile {
   uint32_t version() const { return version_; }
   size_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
+  Access access() const { return access_; }
   const std::string& path() const { return path_; }
 
   // Metadata in file order.
@@ -84,6 +90,9 @@ class GgufFile {
   std::string path_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
+  Access access_ = Access::Map;
+  void* region_ = nullptr;  // what to munmap: the file mapping, or the anonymous region around base_
+  size_t region_size_ = 0;
   uint32_t version_ = 0;
   size_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> kv_;

@@ -178,9 +178,9 @@ void read_rope_scaling(const GgufFile& f, const Loader& L, HParams& hp) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+std::unique_ptr<Model> Model::load(const std::string& path, GgufFile::Access access) {
   std::unique_ptr<Model> m(new Model());
-  m->file_ = GgufFile::open(path);
+  m->file_ = GgufFile::open(path, access);
   const GgufFile& f = *m->file_;
 
   const GgufValue* archv = f.find("general.architecture");

@@ -59,8 +59,8 @@ struct LayerWeights {
 
 class Model {
  public:
-  // Opens, validates and maps the model. Throws weft::Error.
-  static std::unique_ptr<Model> load(const std::string& path);
+  // Opens (maps or reads, see GgufFile::Access) and validates the model. Throws weft::Error.
+  static std::unique_ptr<Model> load(const std::string& path, GgufFile::Access access = GgufFile::Access::Map);
 
   const GgufFile& file() const { return *file_; }
   const HParams& hp() const { return hp_; }

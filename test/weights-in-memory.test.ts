@@ -1,0 +1,86 @@
+// LoadOptions.useMmap: false reads the file into memory instead of mapping it. The weights are
+// the same bytes either way, so every logit must be bit-identical, and a bad file must fail the
+// same clear way.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadModel } from '../lib/index.js';
+import { loadNativeModel, SAMPLING_FIELDS, type NativeModel } from '../lib/native.js';
+import { HAVE_REFDATA, refPath } from './refdata.js';
+
+const greedy = (n: number) => new Float64Array(n * SAMPLING_FIELDS).map((_, i) => (i % SAMPLING_FIELDS === 2 ? 1 : 0));
+
+/** Logits of the last prompt token, then of one decode step after it. */
+async function logits(m: NativeModel, prompt: number[]): Promise<Float32Array[]> {
+  const n = prompt.length;
+  const common = { blockTables: Int32Array.of(0), maxBlocks: 1, sampling: greedy(1), wantLogits: Uint8Array.of(1) };
+  const pre = await m.step({
+    ...common, tokens: Int32Array.from(prompt), positions: Int32Array.from(prompt, (_, i) => i), seqIdx: new Int32Array(n),
+    outIdx: Int32Array.of(n - 1),
+  });
+  const next = await m.step({ ...common, tokens: Int32Array.of(pre.tokens[0]), positions: Int32Array.of(n), seqIdx: Int32Array.of(0), outIdx: Int32Array.of(0) });
+  return [pre.logits!, next.logits!];
+}
+
+/** Index of the first logit whose bits differ (NaN-safe), or -1; cheap to report when it fails. */
+function firstDifference(a: Float32Array, b: Float32Array): number {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  if (x.length !== y.length) return Math.min(x.length, y.length);
+  return x.findIndex((v, i) => v !== y[i]);
+}
+
+describe.skipIf(!HAVE_REFDATA)('weights read into memory (useMmap: false)', () => {
+  let dir = '';
+  beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'weft-nommap-')); });
+  afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+
+  for (const file of ['stories260Ktok512.gguf', 'qwen2-gqa-q8_0.gguf', 'llama-gqa-k-q4_k_m.gguf', 'stories260Ktok512-f16.gguf']) {
+    it(`${file}: the same logits as through the mapping`, async () => {
+      const opts = { blockSize: 16, kvCacheTokens: 16, kvType: 'f32' as const };
+      const mapped = await loadNativeModel(refPath('models', file), opts);
+      const read = await loadNativeModel(refPath('models', file), { ...opts, useMmap: false });
+      try {
+        expect(mapped.info().useMmap).toBe(true);
+        expect(read.info().useMmap).toBe(false);
+        const prompt = [1, 403, 407, 261, 378, 300, 42, 77];
+        const a = await logits(mapped, prompt);
+        const b = await logits(read, prompt);
+        expect(b[0].length).toBe(mapped.info().vocabSize);
+        expect(firstDifference(a[0], b[0]), 'prompt logits').toBe(-1);
+        expect(firstDifference(a[1], b[1]), 'decode logits').toBe(-1);
+      } finally {
+        mapped.dispose();
+        read.dispose();
+      }
+    });
+  }
+
+  it('generates through the high-level API, and reports how it holds the file', async () => {
+    const m = await loadModel(refPath('models', 'stories260Ktok512.gguf'), { useMmap: false, kvCacheTokens: 128 });
+    try {
+      expect(m.info.useMmap).toBe(false);
+      const r = await m.generate('Once upon a time', { temperature: 0, maxTokens: 8 }).result;
+      expect(r.usage.completionTokens).toBe(8);
+    } finally {
+      await m.dispose();
+    }
+  });
+
+  it('a non-boolean useMmap is E_INVALID_ARGUMENT, in the API and at the addon', async () => {
+    const file = refPath('models', 'stories260Ktok512.gguf');
+    await expect(loadModel(file, { useMmap: 'no' as unknown as boolean })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', message: /useMmap/ });
+    await expect(loadNativeModel(file, { useMmap: 0 as unknown as boolean })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', message: /useMmap/ });
+  });
+
+  it('missing and truncated files fail as they do when mapped', async () => {
+    await expect(loadModel(path.join(dir, 'missing.gguf'), { useMmap: false })).rejects.toMatchObject({ code: 'E_INVALID_ARGUMENT', message: /missing\.gguf/ });
+    const b = readFileSync(refPath('models', 'stories260Ktok512.gguf'));
+    const p = path.join(dir, 'cut.gguf');
+    for (const n of [0, 5, 100, 4000, b.length >> 1, b.length - 1]) {
+      writeFileSync(p, b.subarray(0, n));
+      await expect(loadModel(p, { useMmap: false, kvCacheTokens: 64 }), `cut at ${n}`).rejects.toMatchObject({ code: 'E_MODEL_FORMAT' });
+    }
+  });
+});
