@@ -26,9 +26,9 @@ export class LlamaCppRunner implements Runner {
 
   private constructor(private readonly model: LlamaModel, private readonly threads: number) {}
 
-  static async load(file: string, threads: number): Promise<LlamaCppRunner> {
+  static async load(file: string, threads: number, useMmap: boolean): Promise<LlamaCppRunner> {
     const l = await backend();
-    return new LlamaCppRunner(await l.loadModel({ modelPath: file, gpuLayers: 0 }), threads);
+    return new LlamaCppRunner(await l.loadModel({ modelPath: file, gpuLayers: 0, useMmap }), threads);
   }
 
   // contextSize is per sequence in node-llama-cpp.

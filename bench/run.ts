@@ -9,6 +9,8 @@
  *   --wait-idle    before each model, wait (up to 2 minutes) for other processes to leave the CPU
  *   --profile      also print where weft's forward pass spends its time, per phase and test
  *                  (Model.profile(): wall time per phase, measured at the barriers that end them)
+ *   --mmap         both engines map the model file; by default both read it into memory
+ *                  (useMmap: false in each), which is weft's faster setting (LoadOptions.useMmap)
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -37,9 +39,10 @@ const SHORT_PROMPT = 16; // each decoding sequence's own prompt
 const BATCHES = [1, 4, 16];
 
 const { values: args } = parseArgs({
-  options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'wait-idle': { type: 'boolean' }, profile: { type: 'boolean' } },
+  options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'wait-idle': { type: 'boolean' }, profile: { type: 'boolean' }, mmap: { type: 'boolean' } },
 });
 const quick = args.quick ?? false;
+const useMmap = args.mmap ?? false;
 // Repetitions per test (the table shows medians). One B=16 run is 2048 tokens, long enough to
 // average over and, at node-llama-cpp's speed, too long to repeat within the time budget.
 const reps = (batch = 0) => (quick || batch === 16 ? 1 : 3);
@@ -90,7 +93,7 @@ async function main(): Promise<void> {
   const finished = new Date();
   const header = [
     `weft bench  ${started.toISOString()}  ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB  node ${machine.node}`,
-    `threads ${THREADS}; peer: ${machine.llamaCpp}; read bandwidth ${bandwidth.toFixed(1)} GB/s ` +
+    `threads ${THREADS}; model files ${useMmap ? 'mapped' : 'read into memory'} by both (useMmap: ${useMmap}); peer: ${machine.llamaCpp}; read bandwidth ${bandwidth.toFixed(1)} GB/s ` +
       `(bench-membw, 2 threads, best of 10 passes (5 with software prefetch) before and after: ${membw.toFixed(1)} / ${membwAfter.toFixed(1)}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
     `other processes used ${othersPct}% of the CPU during the run${othersPct > 5 ? ' (the machine was not quiet: figures are disturbed)' : ''}; ` +
       `load average at start ${machine.loadAtStart.join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}` +
@@ -170,7 +173,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
     res.weightBytes = g.tensors.reduce((a, t) => a + t.bytes, 0);
     vocab = (g.metadata['tokenizer.ggml.tokens'] as string[]).length;
     const kvTokens = Math.max(PROMPT, BATCHES[BATCHES.length - 1] * (SHORT_PROMPT + GEN)) + 1024;
-    weft = await WeftRunner.load(file, THREADS, kvTokens);
+    weft = await WeftRunner.load(file, THREADS, kvTokens, useMmap);
   } catch (e) {
     res.status = failure(e);
     log(`  ${res.status}`);
@@ -179,7 +182,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
   res.weftKernels = weft.info.kernels;
   let peer: LlamaCppRunner | null = null;
   try {
-    peer = await LlamaCppRunner.load(file, THREADS);
+    peer = await LlamaCppRunner.load(file, THREADS, useMmap);
   } catch (e) {
     log(`  node-llama-cpp could not load it: ${String(e)}`);
   }

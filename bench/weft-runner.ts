@@ -5,8 +5,8 @@ import type { Runner } from './measure.js';
 export class WeftRunner implements Runner {
   private constructor(private readonly model: Model) {}
 
-  static async load(file: string, threads: number, kvCacheTokens: number): Promise<WeftRunner> {
-    return new WeftRunner(await loadModel(file, { threads, kvCacheTokens, kvType: 'f16' }));
+  static async load(file: string, threads: number, kvCacheTokens: number, useMmap: boolean): Promise<WeftRunner> {
+    return new WeftRunner(await loadModel(file, { threads, kvCacheTokens, kvType: 'f16', useMmap }));
   }
 
   get info(): ModelInfo {
