@@ -9,12 +9,14 @@ const run = promisify(execFile);
 const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 describe.skipIf(!HAVE_REFDATA || !existsSync(CLI))('weft CLI', () => {
-  it('generate streams llama.cpp\'s greedy continuation', async () => {
-    const ref = refJson('stories260K', 'greedy_64.json').results[0];
-    const { stdout, stderr } = await run('node', [CLI, 'generate', '-m', refPath('models', 'stories260Ktok512.gguf'), '-p', 'Once upon a time', '-n', '64', '--temp', '0']);
-    expect(stdout).toBe(`Once upon a time${ref.continuation_text}\n`);
-    expect(stderr).toMatch(/64 tokens .* tok\/s, finish: length/);
-  });
+  for (const flags of [[], ['--no-mmap']]) {
+    it(`generate${flags.map((f) => ` ${f}`).join("")} streams llama.cpp's greedy continuation`, async () => {
+      const ref = refJson('stories260K', 'greedy_64.json').results[0];
+      const { stdout, stderr } = await run('node', [CLI, 'generate', '-m', refPath('models', 'stories260Ktok512.gguf'), '-p', 'Once upon a time', '-n', '64', '--temp', '0', ...flags]);
+      expect(stdout).toBe(`Once upon a time${ref.continuation_text}\n`);
+      expect(stderr).toMatch(/64 tokens .* tok\/s, finish: length/);
+    });
+  }
 
   it('info prints shape and tensor types; bad input is a clear error and exit code 1', async () => {
     const { stdout } = await run('node', [CLI, 'info', '-m', refPath('models', 'llama-gqa-k-q8_0.gguf')]);
