@@ -10,7 +10,7 @@ const CLI = new URL('../dist/cli.js', import.meta.url).pathname;
 
 describe.skipIf(!HAVE_REFDATA || !existsSync(CLI))('weft CLI', () => {
   for (const flags of [[], ['--no-mmap']]) {
-    it(`generate${flags.map((f) => ` ${f}`).join("")} streams llama.cpp's greedy continuation`, async () => {
+    it(`generate${flags.map((f) => ` ${f}`).join('')} streams llama.cpp's greedy continuation`, async () => {
       const ref = refJson('stories260K', 'greedy_64.json').results[0];
       const { stdout, stderr } = await run('node', [CLI, 'generate', '-m', refPath('models', 'stories260Ktok512.gguf'), '-p', 'Once upon a time', '-n', '64', '--temp', '0', ...flags]);
       expect(stdout).toBe(`Once upon a time${ref.continuation_text}\n`);

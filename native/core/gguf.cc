@@ -172,10 +172,11 @@ constexpr size_t kHugePage = size_t{2} << 20;
 
 // Access::Read. Decode streams every weight once per token; on 2 MiB pages that stream needs
 // 512x fewer TLB entries and page walks than through a 4 KiB file mapping (transparent huge pages
-// for the page cache are not to be had), which measured 1-9% faster decode at batch 1 on this
-// VM (interleaved A/B, F16 and Q8_0 files). MADV_HUGEPAGE asks for them where the kernel's THP
-// mode is "madvise"; with "never" the weights still work, on 4 KiB pages. Returns the region
-// (2 MiB-aligned data at region + head) after filling `data` with the file's bytes.
+// for the page cache are not to be had). Decode at batch 1 on this VM: median +4% (-5% to +9%,
+// faster in 15 of 18 interleaved A/B pairs over the bench's F16, Q8_0 and Q4_K_M files).
+// MADV_HUGEPAGE asks for them where the kernel's THP mode is "madvise"; with "never" the weights
+// still work, on 4 KiB pages. Returns the region to unmap; `data` (2 MiB-aligned, inside it)
+// holds the file's bytes.
 void* read_into_memory(int fd, const std::string& path, size_t size, size_t& region_size, uint8_t*& data) {
   region_size = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;  // + room to align
   void* region = mmap(nullptr, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
