@@ -27,6 +27,12 @@ inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<co
 // prefetchers alone (0, 2, 4 and 8 KiB tried), the K-quant ones on 1,536-wide rows up to 25%.
 constexpr int64_t kPrefetchBytes = 4096;
 
+// One line, for kernels that prefetch as they stream. A burst of requests for a whole long row
+// at its start overruns the outstanding-miss slots: on Qwen2.5's ffn_down (Q8_0 rows of 5,168
+// bytes) one request per 64 bytes as the dot reaches them read 13-16 vs 10-11 GB/s on one
+// thread (bench-kernels, 3 interleaved runs); shorter rows gained up to 10% or nothing.
+inline void prefetch_line(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
+
 // Asks for the lines of [from, to) that lie before end (where the thread's rows stop).
 inline void prefetch_ahead(const char* from, const char* to, const char* end) {
   for (const char* p = from; p < to && p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);

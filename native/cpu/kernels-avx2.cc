@@ -53,15 +53,20 @@ int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---- float-type dots -------------------------------------------------------------------------
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)), in the order described at the top of the file.
-template <class W, class A, int NW, int NA>
+// PF (decode's one-row GEMV): ask for the line kPrefetchBytes ahead of each 64 bytes of weights
+// as the loop reaches them (avx2-common.h says why in the loop rather than per row).
+template <class W, class A, int NW, int NA, bool PF = false>
 inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
                      float* out) {
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
+  constexpr int64_t kLineElems = 64 / sizeof(typename W::T);
   __m256 acc0[NW][NA], acc1[NW][NA];
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) acc0[i][j] = acc1[i][j] = _mm256_setzero_ps();
   }
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
+    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
     for (int i = 0; i < NW; ++i) {
       const __m256 w0 = W::load8(w[i] + k);
       const __m256 w1 = W::load8(w[i] + k + 8);
@@ -164,10 +169,13 @@ inline void q8_0_block(const BlockQ8_0& wb, const uint8_t* const* a, int64_t nb,
   }
 }
 
-// out[i * NA + j] = dot(w[i], a[j]) over n / 32 blocks; a[j] repacked as above.
-template <int NW, int NA>
+// out[i * NA + j] = dot(w[i], a[j]) over n / 32 blocks; a[j] repacked as above. PF: as for
+// dot_tile, one request per pair of blocks (68 bytes, so about one line in 17 is left to the
+// hardware prefetcher; a second request per pair measured no different).
+template <int NW, int NA, bool PF = false>
 inline void dot_tile_q8_0(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a,
                           float* out) {
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
   const int64_t nb = n / 32;
   __m256 acc0[NW][NA], acc1[NW][NA];
   for (int i = 0; i < NW; ++i) {
@@ -175,6 +183,7 @@ inline void dot_tile_q8_0(int64_t n, const BlockQ8_0* const* w, const uint8_t* c
   }
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
+    if (PF) prefetch_line(reinterpret_cast<const char*>(w[0] + b) + kPrefetchBytes);
     for (int i = 0; i < NW; ++i) {
       q8_0_block<NA>(w[i][b], a, nb, b, acc0[i]);
       q8_0_block<NA>(w[i][b + 1], a, nb, b + 1, acc1[i]);
@@ -256,10 +265,10 @@ template <class W, class A>
 struct FloatKernel {
   using WT = typename W::T;
   using AT = typename A::T;
-  template <int NW, int NA>
+  template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
     if constexpr (NW * NA > 4) dot_tile_2pass<W, A, NW, NA>(n, w, a, out);
-    else dot_tile<W, A, NW, NA>(n, w, a, out);
+    else dot_tile<W, A, NW, NA, PF>(n, w, a, out);
   }
 };
 
@@ -273,15 +282,15 @@ constexpr int kTileRows<FloatKernel<W, A>> = 3;
 struct Q8_0Kernel {
   using WT = BlockQ8_0;
   using AT = uint8_t;
-  template <int NW, int NA>
+  template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a, float* out) {
-    dot_tile_q8_0<NW, NA>(n, w, a, out);
+    dot_tile_q8_0<NW, NA, PF>(n, w, a, out);
   }
 };
 
 // Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
-// first activation row's outputs.
-template <class K, int NW, int NA>
+// first activation row's outputs. PF: one-row tiles prefetch as they go (dot_tile).
+template <class K, int NW, int NA, bool PF = false>
 void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::AT* const* a,
                float* y, int64_t y_stride, int64_t c0, int64_t c1) {
   using WT = typename K::WT;
@@ -290,7 +299,7 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
     const WT* wr[NW];
     for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const WT*>(w + (r + i) * w_row_bytes);
     float out[NW * NA];
-    K::template run<NW, NA>(n, wr, a, out);
+    K::template run<NW, NA, PF && NW == 1>(n, wr, a, out);
     for (int i = 0; i < NW; ++i) {
       for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
     }
@@ -298,7 +307,7 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
   for (; r < c1; ++r) {
     const WT* wr = reinterpret_cast<const WT*>(w + r * w_row_bytes);
     float out[NA];
-    K::template run<1, NA>(n, &wr, a, out);
+    K::template run<1, NA, PF>(n, &wr, a, out);
     for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
   }
 }
@@ -311,7 +320,8 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // ones ~1.5x faster than one at a time).
 constexpr size_t kLongRowBytes = 16 * 1024;
 
-// Each group of rows first asks for the lines kPrefetchBytes further on (avx2-common.h).
+// Weights kPrefetchBytes ahead are asked for (avx2-common.h): a single row as its dot reaches
+// each line, a group of 4 long rows all at once before it starts.
 template <class K, class Act>
 void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* y,
           int64_t r_begin, int64_t r_end) {
@@ -321,10 +331,13 @@ void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* 
   const char* end = w + r_end * static_cast<int64_t>(w_row_bytes);  // prefetch only what is read
   for (int64_t r = r_begin; r < r_end; r += rows) {
     const int64_t r1 = min_i64(r_end, r + rows);
-    prefetch_ahead(w + r * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes,
-                   w + r1 * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes, end);
-    if (rows == 4) tile_rows<K, 4, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
-    else tile_rows<K, 1, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
+    if (rows == 4) {
+      prefetch_ahead(w + r * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes,
+                     w + r1 * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes, end);
+      tile_rows<K, 4, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
+    } else {
+      tile_rows<K, 1, 1, true>(n, w, w_row_bytes, &a, y, 0, r, r1);
+    }
   }
 }
 

@@ -128,6 +128,7 @@ inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, 
 struct Q4K {
   using Block = BlockQ4_K;
   using Act = BlockQ8_K;
+  static constexpr bool kPrefetchAsRead = true;  // decode's prefetching (see matmul)
   struct Acc {
     __m256 sum;
     __m128 mins;
@@ -157,6 +158,7 @@ struct Q4K {
 struct Q5K {
   using Block = BlockQ5_K;
   using Act = BlockQ8_K;
+  static constexpr bool kPrefetchAsRead = true;
   struct Acc {
     __m256 sum;
     float mins;
@@ -207,6 +209,7 @@ void repack_for_q6(const void* src, int64_t n, Q8KForQ6* dst) {
 struct Q6K {
   using Block = BlockQ6_K;
   using Act = Q8KForQ6;
+  static constexpr bool kPrefetchAsRead = false;
   struct Acc {
     __m256 sum;
   };
@@ -252,15 +255,22 @@ struct Q6K {
   static float finish(const Acc& acc) { return hsum(acc.sum); }
 };
 
-// out[i * NA + j] = dot(w[i], a[j]) over n / 256 super-blocks.
-template <class K, int NW, int NA>
+// out[i * NA + j] = dot(w[i], a[j]) over n / 256 super-blocks. PF (decode's one-row GEMV): ask
+// for the lines kPrefetchBytes ahead of each super-block as the loop reaches it (prefetch_line in
+// avx2-common.h); a line that straddles two super-blocks is asked for with the second.
+template <class K, int NW, int NA, bool PF = false>
 inline void dot_tile(int64_t n, const typename K::Block* const* w, const typename K::Act* const* a,
                      float* out) {
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
   typename K::Acc acc[NW][NA];
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) acc[i][j] = K::zero();
   }
   for (int64_t b = 0; b < n / kQK; ++b) {
+    if (PF) {
+      const char* p = reinterpret_cast<const char*>(w[0] + b) + kPrefetchBytes;
+      for (size_t off = 0; off < sizeof(typename K::Block); off += 64) prefetch_line(p + off);
+    }
     for (int i = 0; i < NW; ++i) K::template superblock<NA>(w[i][b], a, b, acc[i]);
   }
   for (int i = 0; i < NW; ++i) {
@@ -295,7 +305,7 @@ float vec_dot(int64_t n, const void* w, const void* a) {
 // ---- matmul ----------------------------------------------------------------------------------
 // Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
 // first activation row's outputs.
-template <class K, int NW, int NA>
+template <class K, int NW, int NA, bool PF = false>
 void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::Act* const* a,
                float* y, int64_t y_stride, int64_t c0, int64_t c1) {
   using Block = typename K::Block;
@@ -304,7 +314,7 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
     const Block* wr[NW];
     for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const Block*>(w + (r + i) * w_row_bytes);
     float out[NW * NA];
-    dot_tile<K, NW, NA>(n, wr, a, out);
+    dot_tile<K, NW, NA, PF && NW == 1>(n, wr, a, out);
     for (int i = 0; i < NW; ++i) {
       for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
     }
@@ -312,16 +322,18 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
   for (; r < c1; ++r) {
     const Block* wr = reinterpret_cast<const Block*>(w + r * w_row_bytes);
     float out[NA];
-    dot_tile<K, 1, NA>(n, &wr, a, out);
+    dot_tile<K, 1, NA, PF>(n, &wr, a, out);
     for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
   }
 }
 
-// Decode (n_tok = 1) takes the weight rows one at a time, one sequential stream, each row first
-// asking for the lines kPrefetchBytes further on (avx2-common.h), as the other GEMVs do: on
-// SmolLM2's ffn_down (rows of 1,536) Q4_K read 21.0 vs 17.0 GB/s from memory on 2 threads and
-// Q6_K 15.1 vs 11.6 on 1 (bench-kernels, best of 5 interleaved runs); Qwen2.5's 4,864-wide rows
-// streamed as fast without. Several activation rows: weight rows in chunks of about kChunkBytes,
+// Decode (n_tok = 1) takes the weight rows one at a time, one sequential stream, asking for the
+// lines kPrefetchBytes further on (avx2-common.h) as the other GEMVs do: on SmolLM2's ffn_down
+// (rows of 1,536) Q4_K read 21.0 vs 17.0 GB/s from memory on 2 threads and Q6_K 15.1 vs 11.6 on
+// 1 (bench-kernels, best of 5 interleaved runs) with one burst per row before it. Q4_K and Q5_K
+// ask as the dot reaches each super-block instead (kPrefetchAsRead): Qwen2.5's 4,864-wide
+// ffn_down rows then read 15-16 vs 11-12 GB/s (Q4_K) and 26 vs 18-20 (Q5_K, 2 threads), SmolLM2's
+// the same; Q6_K read its short rows 15-25% slower that way, so it keeps the burst. Several activation rows: weight rows in chunks of about kChunkBytes,
 // and inside a chunk every tile of up to kTile activation rows, so the chunk stays in L2 while all
 // tiles pass over it and each weight super-block unpacked feeds kTile activation rows.
 constexpr int kTile = 4;
@@ -337,10 +349,14 @@ void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_
   if (n_tok == 1) {
     float* buf = A::kScratchFloats ? scratch_floats(static_cast<size_t>(n / kQK) * A::kScratchFloats) : nullptr;
     const Act* a = static_cast<const Act*>(A::row(ab, n, buf));
-    const char* end = wb + r_end * row_bytes;  // prefetch only what is read
-    for (int64_t r = r_begin; r < r_end; ++r) {
-      prefetch_ahead(wb + r * row_bytes + kPrefetchBytes, wb + (r + 1) * row_bytes + kPrefetchBytes, end);
-      tile_rows<K, 1, 1>(n, wb, w_row_bytes, &a, y, y_stride, r, r + 1);
+    if constexpr (K::kPrefetchAsRead) {
+      tile_rows<K, 1, 1, true>(n, wb, w_row_bytes, &a, y, y_stride, r_begin, r_end);
+    } else {
+      const char* end = wb + r_end * row_bytes;  // prefetch only what is read
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        prefetch_ahead(wb + r * row_bytes + kPrefetchBytes, wb + (r + 1) * row_bytes + kPrefetchBytes, end);
+        tile_rows<K, 1, 1>(n, wb, w_row_bytes, &a, y, y_stride, r, r + 1);
+      }
     }
     return;
   }
