@@ -213,30 +213,23 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, Access access)
   if (fd < 0) {
     fail(ErrorCode::InvalidArgument, "cannot open model file '" + path + "': " + std::strerror(errno));
   }
+  struct CloseOnExit {  // every way out of open() closes fd; a mapping outlives it
+    int fd;
+    ~CloseOnExit() { ::close(fd); }
+  } closer{fd};
   struct stat st;
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
     fail(ErrorCode::InvalidArgument, "model path '" + path + "' is not a regular file");
   }
   g->size_ = static_cast<size_t>(st.st_size);
-  if (g->size_ == 0) {
-    ::close(fd);
-    bad(path, "the file is empty");
-  }
+  if (g->size_ == 0) bad(path, "the file is empty");
   g->access_ = access;
   if (access == Access::Read) {
     uint8_t* data = nullptr;
-    try {
-      g->region_ = read_into_memory(fd, path, g->size_, g->region_size_, data);
-    } catch (...) {
-      ::close(fd);
-      throw;
-    }
-    ::close(fd);
+    g->region_ = read_into_memory(fd, path, g->size_, g->region_size_, data);
     g->base_ = data;
   } else {
     void* p = mmap(nullptr, g->size_, PROT_READ, MAP_PRIVATE, fd, 0);
-    ::close(fd);
     if (p == MAP_FAILED) fail(ErrorCode::Internal, "mmap of '" + path + "' failed: " + std::strerror(errno));
     g->region_ = p;
     g->region_size_ = g->size_;
