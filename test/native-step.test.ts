@@ -1,10 +1,9 @@
 // The step protocol at the N-API boundary: block copies (copy-on-write's primitive) and
 // malformed batches.
 import { describe, expect, it } from 'vitest';
-import { loadNativeModel, SAMPLING_FIELDS, type StepBatch } from '../lib/native.js';
+import { loadNativeModel, type StepBatch } from '../lib/native.js';
 import { HAVE_REFDATA, refPath } from './refdata.js';
-
-const greedy = (n: number) => new Float64Array(n * SAMPLING_FIELDS).map((_, i) => (i % SAMPLING_FIELDS === 2 ? 1 : 0));
+import { greedy } from './helpers/step-batch.js';
 
 describe.skipIf(!HAVE_REFDATA)('native step', () => {
   it('a sequence continues identically from a copied block', async () => {

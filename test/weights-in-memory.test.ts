@@ -6,10 +6,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadModel } from '../lib/index.js';
-import { loadNativeModel, SAMPLING_FIELDS, type NativeModel } from '../lib/native.js';
+import { loadNativeModel, type NativeModel } from '../lib/native.js';
 import { HAVE_REFDATA, refPath } from './refdata.js';
-
-const greedy = (n: number) => new Float64Array(n * SAMPLING_FIELDS).map((_, i) => (i % SAMPLING_FIELDS === 2 ? 1 : 0));
+import { greedy } from './helpers/step-batch.js';
 
 /** Logits of the last prompt token, then of one decode step after it. */
 async function logits(m: NativeModel, prompt: number[]): Promise<Float32Array[]> {
