@@ -333,9 +333,10 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // 1 (bench-kernels, best of 5 interleaved runs) with one burst per row before it. Q4_K and Q5_K
 // ask as the dot reaches each super-block instead (kPrefetchAsRead): Qwen2.5's 4,864-wide
 // ffn_down rows then read 15-16 vs 11-12 GB/s (Q4_K) and 26 vs 18-20 (Q5_K, 2 threads), SmolLM2's
-// the same; Q6_K read its short rows 15-25% slower that way, so it keeps the burst. Several activation rows: weight rows in chunks of about kChunkBytes,
-// and inside a chunk every tile of up to kTile activation rows, so the chunk stays in L2 while all
-// tiles pass over it and each weight super-block unpacked feeds kTile activation rows.
+// the same; Q6_K read its short rows 15-25% slower that way, so it keeps the burst.
+// Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
+// tile of up to kTile activation rows, so the chunk stays in L2 while all tiles pass over it and
+// each weight super-block unpacked feeds kTile activation rows.
 constexpr int kTile = 4;
 constexpr int64_t kChunkBytes = 256 * 1024;
 
