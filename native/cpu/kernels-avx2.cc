@@ -432,10 +432,72 @@ void scores_rows(int64_t n, const float* const* q, const typename K::T* k, int64
   }
 }
 
+// Eight sums at once, each what hsum(v[i]) gives (the same additions of the same pairs, so the
+// same bits), in lane i: about half the shuffles and adds of eight hsum calls.
+__m256 hsum8(const __m256* v) {
+  auto halves = [](__m256 a, __m256 b) {  // [lo(a) + hi(a) | lo(b) + hi(b)]
+    return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
+  };
+  auto pairs = [](__m256 a, __m256 b) {  // per 128-bit lane [a0 + a2, a1 + a3, b0 + b2, b1 + b3]
+    return _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+  };
+  const __m256 x0145 = pairs(halves(v[0], v[4]), halves(v[1], v[5]));
+  const __m256 x2367 = pairs(halves(v[2], v[6]), halves(v[3], v[7]));
+  return _mm256_add_ps(_mm256_shuffle_ps(x0145, x2367, _MM_SHUFFLE(2, 0, 2, 0)),
+                       _mm256_shuffle_ps(x0145, x2367, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+// NQ query rows x 8 / NQ K rows of scores for n % 8 == 0, each the one-row dot_tile's sum: the
+// even 8-element chunks in one pass, the odd ones in a second (as dot_tile_2pass), then one hsum8
+// for all eight. Each K chunk is loaded once per NQ queries and each query chunk once per
+// 8 / NQ K rows; one row of scores at a time costs a load per fma and an hsum per score.
+template <class K, int NQ>
+void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
+                 float* s, int64_t s_stride) {
+  constexpr int NK = 8 / NQ;
+  __m256 sum[8];  // [r * NK + i]: query r against K row i
+  for (int pass = 0; pass < 2; ++pass) {
+    __m256 acc[8];
+    for (__m256& a : acc) a = _mm256_setzero_ps();
+    for (int64_t e = 8 * pass; e < n; e += 16) {
+      __m256 qv[NQ];
+      for (int r = 0; r < NQ; ++r) qv[r] = _mm256_loadu_ps(q[r] + e);
+      for (int i = 0; i < NK; ++i) {
+        const __m256 kv = K::load8(k + i * k_stride + e);
+        for (int r = 0; r < NQ; ++r) acc[r * NK + i] = _mm256_fmadd_ps(kv, qv[r], acc[r * NK + i]);
+      }
+    }
+    for (int t = 0; t < 8; ++t) sum[t] = pass == 0 ? acc[t] : _mm256_add_ps(sum[t], acc[t]);
+  }
+  const __m256 out = hsum8(sum);
+  if constexpr (NQ == 1) {
+    _mm256_storeu_ps(s, out);
+  } else {
+    _mm_storeu_ps(s, _mm256_castps256_ps128(out));
+    _mm_storeu_ps(s + s_stride, _mm256_extractf128_ps(out, 1));
+  }
+}
+
+// Scores of NQ query rows: whole tiles of 8 / NQ K rows, then the rest one K row at a time.
+template <class K, int NQ>
+void scores_by_tiles(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
+                     int n_pos, float* s, int64_t s_stride) {
+  constexpr int NK = 8 / NQ;
+  int j = 0;
+  for (; j + NK <= n_pos; j += NK) scores_tile<K, NQ>(n, q, k + j * k_stride, k_stride, s + j, s_stride);
+  scores_rows<K, NQ>(n, q, k + j * k_stride, k_stride, n_pos - j, s + j, s_stride);
+}
+
 template <class K>
 void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
                  int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
   int r = 0;
+  if (n % 8 == 0) {
+    for (; r + 2 <= n_q; r += 2) scores_by_tiles<K, 2>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
+    if (r < n_q) scores_by_tiles<K, 1>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
+    return;
+  }
   for (; r + 4 <= n_q; r += 4) scores_rows<K, 4>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
   float* sr = s + r * s_stride;
   switch (n_q - r) {

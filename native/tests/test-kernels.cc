@@ -371,7 +371,8 @@ void test_vec_dot() {
 
 // ---- attention kernels -----------------------------------------------------------------------
 // Scores within the float-dot bounds and values within a per-step rounding bound, on both paths;
-// on the active path, every row's result identical bit for bit whatever other rows share the call.
+// on the active path, every row's result identical bit for bit whatever other rows share the call
+// (and, for scores, whatever positions share it).
 void test_attention() {
   const int64_t head_sizes[] = {1, 7, 8, 9, 16, 23, 64, 100, 128};
   const int n_qs[] = {1, 2, 3, 4, 5, 7, 9};
@@ -393,16 +394,20 @@ void test_attention() {
       }
       for (int f16 = 0; f16 < 2; ++f16) {
         const std::vector<float>& kv = f16 ? kv16w : kv32;
-        auto scores = [&](int r0, int nq, std::vector<float>& s) {
-          if (f16) cpu::attn_scores_f16(n, qp.data() + r0, nq, kv16, stride, n_pos, s.data() + r0 * n_pos, n_pos);
-          else cpu::attn_scores_f32(n, qp.data() + r0, nq, kv32.data(), stride, n_pos, s.data() + r0 * n_pos, n_pos);
+        // Rows [r0, r0 + nq) against positions [j0, j0 + np).
+        auto scores = [&](int r0, int nq, std::vector<float>& s, int j0, int np) {
+          float* out = s.data() + r0 * n_pos + j0;
+          if (f16) cpu::attn_scores_f16(n, qp.data() + r0, nq, kv16 + j0 * stride, stride, np, out, n_pos);
+          else cpu::attn_scores_f32(n, qp.data() + r0, nq, kv32.data() + j0 * stride, stride, np, out, n_pos);
           return 0;
         };
         std::vector<float> all(static_cast<size_t>(n_q * n_pos)), one(all.size()), ref(all.size());
-        scores(0, n_q, all);
-        for (int r = 0; r < n_q; ++r) scores(r, 1, one);
-        on_ref([&] { return scores(0, n_q, ref); });
-        invariant &= same_bits(all, one);
+        std::vector<float> by_pos(all.size());
+        scores(0, n_q, all, 0, n_pos);
+        for (int r = 0; r < n_q; ++r) scores(r, 1, one, 0, n_pos);
+        for (int j = 0; j < n_pos; ++j) scores(0, n_q, by_pos, j, 1);
+        on_ref([&] { return scores(0, n_q, ref, 0, n_pos); });
+        invariant &= same_bits(all, one) && same_bits(all, by_pos);
         for (int r = 0; r < n_q; ++r) {
           for (int j = 0; j < n_pos; ++j) {
             const std::vector<float> kj(kv.begin() + j * stride, kv.begin() + j * stride + n);
