@@ -95,11 +95,12 @@ inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A:
 // The same sums for tiles too big for two accumulator sets in 16 ymm registers (prefill's
 // 3 x 4): the even chunks (acc0) in one pass, then the odd ones (acc1) in a second, each pass
 // one fma per weight/activation pair with the activations read straight from L1. Each
-// accumulator sees the same fmas in the same order as above, so the outputs are bit-identical.
+// accumulator sees the same fmas in the same order as above and hsum8 adds as hsum does, so
+// the outputs are bit-identical.
 template <class W, class A, int NW, int NA>
 inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
                            float* out) {
-  __m256 even[NW][NA];
+  __m256 sum[NW * NA];  // even chunks' sums, then plus the odd ones'
   for (int pass = 0; pass < 2; ++pass) {
     __m256 acc[NW][NA];
     for (int i = 0; i < NW; ++i) {
@@ -112,15 +113,13 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
       }
     }
     for (int i = 0; i < NW; ++i) {
-      for (int j = 0; j < NA; ++j) {
-        if (pass == 0) {
-          even[i][j] = acc[i][j];
-          continue;
-        }
-        float s = hsum(_mm256_add_ps(even[i][j], acc[i][j]));
-        for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
-        out[i * NA + j] = s;
-      }
+      for (int j = 0; j < NA; ++j) sum[i * NA + j] = pass == 0 ? acc[i][j] : _mm256_add_ps(sum[i * NA + j], acc[i][j]);
+    }
+  }
+  hsum_n<NW * NA>(sum, out);
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) {
+      for (int64_t e = n / 8 * 8; e < n; ++e) out[i * NA + j] = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), out[i * NA + j]);
     }
   }
 }
@@ -430,22 +429,6 @@ void scores_rows(int64_t n, const float* const* q, const typename K::T* k, int64
     dot_tile<K, LdF32, 1, NQ>(n, &kj, q, out);
     for (int r = 0; r < NQ; ++r) s[r * s_stride + j] = out[r];
   }
-}
-
-// Eight sums at once, each what hsum(v[i]) gives (the same additions of the same pairs, so the
-// same bits), in lane i: about half the shuffles and adds of eight hsum calls.
-__m256 hsum8(const __m256* v) {
-  auto halves = [](__m256 a, __m256 b) {  // [lo(a) + hi(a) | lo(b) + hi(b)]
-    return _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));
-  };
-  auto pairs = [](__m256 a, __m256 b) {  // per 128-bit lane [a0 + a2, a1 + a3, b0 + b2, b1 + b3]
-    return _mm256_add_ps(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
-  };
-  const __m256 x0145 = pairs(halves(v[0], v[4]), halves(v[1], v[5]));
-  const __m256 x2367 = pairs(halves(v[2], v[6]), halves(v[3], v[7]));
-  return _mm256_add_ps(_mm256_shuffle_ps(x0145, x2367, _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm256_shuffle_ps(x0145, x2367, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
 // NQ query rows x 8 / NQ K rows of scores for n % 8 == 0, each the one-row dot_tile's sum: the
