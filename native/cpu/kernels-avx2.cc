@@ -113,13 +113,17 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
       }
     }
     for (int i = 0; i < NW; ++i) {
-      for (int j = 0; j < NA; ++j) sum[i * NA + j] = pass == 0 ? acc[i][j] : _mm256_add_ps(sum[i * NA + j], acc[i][j]);
+      for (int j = 0; j < NA; ++j) {
+        __m256& s = sum[i * NA + j];
+        s = pass == 0 ? acc[i][j] : _mm256_add_ps(s, acc[i][j]);
+      }
     }
   }
   hsum_n<NW * NA>(sum, out);
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
-      for (int64_t e = n / 8 * 8; e < n; ++e) out[i * NA + j] = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), out[i * NA + j]);
+      float& s = out[i * NA + j];
+      for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
     }
   }
 }
