@@ -421,9 +421,9 @@ void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_
 }
 
 // ---- attention -------------------------------------------------------------------------------
-// Scores: the K row takes the weight row's place in dot_tile, against up to four query rows, so
-// each 8-element piece of it is loaded and widened once per four queries and every score sees
-// exactly the operations of a one-row dot_tile.
+// Scores one K row at a time (the positions left after whole tiles): the K row takes the weight
+// row's place in dot_tile against NQ query rows, so every score sees exactly the operations of a
+// one-row dot_tile.
 template <class K, int NQ>
 void scores_rows(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
                  int n_pos, float* s, int64_t s_stride) {
@@ -435,10 +435,11 @@ void scores_rows(int64_t n, const float* const* q, const typename K::T* k, int64
   }
 }
 
-// NQ query rows x 8 / NQ K rows of scores for n % 8 == 0, each the one-row dot_tile's sum: the
-// even 8-element chunks in one pass, the odd ones in a second (as dot_tile_2pass), then one hsum8
-// for all eight. Each K chunk is loaded once per NQ queries and each query chunk once per
-// 8 / NQ K rows; one row of scores at a time costs a load per fma and an hsum per score.
+// NQ query rows x 8 / NQ K rows of scores, each the one-row dot_tile's sum: the even 8-element
+// chunks in one pass, the odd ones in a second (as dot_tile_2pass), one hsum8 for all eight, then
+// the last n % 8 elements one fma at a time. Each K chunk is loaded once per NQ queries and each
+// query chunk once per 8 / NQ K rows; one row of scores at a time costs a load per fma and an
+// hsum per score.
 // dot_tile_2pass<K, LdF32, 8 / NQ, NQ> gives the same bits, but it reads the query chunks once
 // per K row and returns the scores K-row-major: perf put it ~30 % slower than this in prefill.
 template <class K, int NQ>
@@ -449,7 +450,7 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
   for (int pass = 0; pass < 2; ++pass) {
     __m256 acc[8];
     for (__m256& a : acc) a = _mm256_setzero_ps();
-    for (int64_t e = 8 * pass; e < n; e += 16) {
+    for (int64_t e = 8 * pass; e + 8 <= n; e += 16) {
       __m256 qv[NQ];
       for (int r = 0; r < NQ; ++r) qv[r] = _mm256_loadu_ps(q[r] + e);
       for (int i = 0; i < NK; ++i) {
@@ -459,7 +460,20 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
     }
     for (int t = 0; t < 8; ++t) sum[t] = pass == 0 ? acc[t] : _mm256_add_ps(sum[t], acc[t]);
   }
-  const __m256 out = hsum8(sum);
+  __m256 out = hsum8(sum);
+  if (n % 8 != 0) {
+    alignas(32) float o[8];
+    _mm256_store_ps(o, out);
+    for (int64_t e = n / 8 * 8; e < n; ++e) {
+      for (int r = 0; r < NQ; ++r) {
+        for (int i = 0; i < NK; ++i) {
+          float& score = o[r * NK + i];
+          score = __builtin_fmaf(K::load1(k + i * k_stride + e), q[r][e], score);
+        }
+      }
+    }
+    out = _mm256_load_ps(o);
+  }
   if constexpr (NQ == 1) {
     _mm256_storeu_ps(s, out);
   } else {
@@ -482,19 +496,8 @@ template <class K>
 void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
                  int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
   int r = 0;
-  if (n % 8 == 0) {
-    for (; r + 2 <= n_q; r += 2) scores_by_tiles<K, 2>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
-    if (r < n_q) scores_by_tiles<K, 1>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
-    return;
-  }
-  for (; r + 4 <= n_q; r += 4) scores_rows<K, 4>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
-  float* sr = s + r * s_stride;
-  switch (n_q - r) {
-    case 3: scores_rows<K, 3>(n, q + r, k, k_stride, n_pos, sr, s_stride); break;
-    case 2: scores_rows<K, 2>(n, q + r, k, k_stride, n_pos, sr, s_stride); break;
-    case 1: scores_rows<K, 1>(n, q + r, k, k_stride, n_pos, sr, s_stride); break;
-    default: break;
-  }
+  for (; r + 2 <= n_q; r += 2) scores_by_tiles<K, 2>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
+  if (r < n_q) scores_by_tiles<K, 1>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride);
 }
 
 // Values: 16 (then 8) elements of up to four output rows stay in registers across all n_pos
