@@ -19,6 +19,7 @@
 
 #include "avx2-common.h"
 #include "kernels-impl.h"
+#include "matmul-tiles.h"
 
 namespace weft::cpu::detail {
 namespace {
@@ -48,8 +49,6 @@ struct LdBF16 {
     return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
   }
 };
-
-int64_t min_i64(int64_t a, int64_t b) { return a < b ? a : b; }
 
 // ---- float-type dots -------------------------------------------------------------------------
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)), in the order described at the top of the file.
@@ -263,11 +262,15 @@ void quantize_q8_0(const float* src, void* dst, int64_t n) {
 }
 
 // ---- matmul ----------------------------------------------------------------------------------
-// Kernel policies: K::run<NW, NA> computes NW weight rows x NA activation rows.
+// Kernel policies for matmul-tiles.h: K::run<NW, NA> computes NW weight rows x NA activation rows.
+// kTileRows: weight rows per tile in prefill's tiled path. Float kernels take 3 rows x kTile
+// activation rows (12 accumulators: 7 loads per 12 fmas, where 1 x 4 needs 10 per 8 and waits
+// on loads).
 template <class W, class A>
 struct FloatKernel {
   using WT = typename W::T;
   using AT = typename A::T;
+  static constexpr int kTileRows = 3;
   template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
     if constexpr (NW * NA > 4) dot_tile_2pass<W, A, NW, NA>(n, w, a, out);
@@ -275,96 +278,13 @@ struct FloatKernel {
   }
 };
 
-// Weight rows per tile in prefill's tiled path: float kernels take 3 rows x kTile activation
-// rows (12 accumulators: 7 loads per 12 fmas, where 1 x 4 needs 10 per 8 and waits on loads).
-template <class K>
-constexpr int kTileRows = 1;
-template <class W, class A>
-constexpr int kTileRows<FloatKernel<W, A>> = 3;
-
 struct Q8_0Kernel {
   using WT = BlockQ8_0;
   using AT = uint8_t;
+  static constexpr int kTileRows = 1;
   template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a, float* out) {
     dot_tile_q8_0<NW, NA, PF>(n, w, a, out);
-  }
-};
-
-// Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
-// first activation row's outputs. PF: one-row tiles prefetch as they go (dot_tile).
-template <class K, int NW, int NA, bool PF = false>
-void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::AT* const* a,
-               float* y, int64_t y_stride, int64_t c0, int64_t c1) {
-  using WT = typename K::WT;
-  int64_t r = c0;
-  for (; r + NW <= c1; r += NW) {
-    const WT* wr[NW];
-    for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const WT*>(w + (r + i) * w_row_bytes);
-    float out[NW * NA];
-    K::template run<NW, NA, PF && NW == 1>(n, wr, a, out);
-    for (int i = 0; i < NW; ++i) {
-      for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
-    }
-  }
-  for (; r < c1; ++r) {
-    const WT* wr = reinterpret_cast<const WT*>(w + r * w_row_bytes);
-    float out[NA];
-    K::template run<1, NA, PF>(n, &wr, a, out);
-    for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
-  }
-}
-
-// Decode (n_tok = 1) is a GEMV bound by the weight stream. F16/BF16 activation rows are read as
-// stored (widening would double their L1 footprint for nothing), and rows go one at a time,
-// which keeps the weights one sequential stream for the prefetchers. Only when rows are so long that
-// the weight stream evicts the activation row from L1 between rows do 4 rows share each
-// activation load (measured on this Zen 3 VM: 4 interleaved short rows stream ~2x slower, 4 long
-// ones ~1.5x faster than one at a time).
-constexpr size_t kLongRowBytes = 16 * 1024;
-
-// Weights kPrefetchBytes ahead are asked for (avx2-common.h): a single row as its dot reaches
-// each line, a group of 4 long rows all at once before it starts.
-template <class K, class Act>
-void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* y,
-          int64_t r_begin, int64_t r_end) {
-  float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(n)) : nullptr;
-  const typename K::AT* a = static_cast<const typename K::AT*>(Act::row(act, n, buf));
-  const int64_t rows = w_row_bytes >= kLongRowBytes ? 4 : 1;
-  const char* end = w + r_end * static_cast<int64_t>(w_row_bytes);  // prefetch only what is read
-  for (int64_t r = r_begin; r < r_end; r += rows) {
-    const int64_t r1 = min_i64(r_end, r + rows);
-    if (rows == 4) {
-      prefetch_ahead(w + r * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes,
-                     w + r1 * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes, end);
-      tile_rows<K, 4, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
-    } else {
-      tile_rows<K, 1, 1, true>(n, w, w_row_bytes, &a, y, 0, r, r1);
-    }
-  }
-}
-
-// Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
-// tile of up to kTile activation rows, so a chunk stays in L2 while all tiles pass over it and
-// each weight is read from memory once; each weight vector loaded feeds kTile accumulator sets
-// (and float kernels take kTileRows = 3 weight rows per tile, so each activation load feeds 3).
-// Float-type tiles read f32: F16/BF16 activation rows are widened once per tile into scratch.
-// (Q8_0 rows are repacked into scratch, for decode as well.)
-constexpr int kTile = 4;
-constexpr int64_t kChunkBytes = 256 * 1024;
-
-// How activation rows reach a kernel; kScratch: row() writes into a scratch row of n floats.
-struct ActAsIs {
-  static constexpr bool kScratch = false;
-  static const void* row(const char* act_row, int64_t, float*) { return act_row; }
-};
-
-template <void (*widen)(const void*, float*, int64_t)>
-struct ActWidened {
-  static constexpr bool kScratch = true;
-  static const void* row(const char* act_row, int64_t n, float* buf) {
-    widen(act_row, buf, n);
-    return buf;
   }
 };
 
@@ -375,50 +295,6 @@ struct ActRepackedQ8_0 {
     return buf;
   }
 };
-
-template <class K, class Act>
-void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t act_row_bytes,
-           int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
-  using AT = typename K::AT;
-  const int64_t row_bytes = static_cast<int64_t>(w_row_bytes);
-  const int64_t chunk_rows = n_tok <= kTile ? r_end - r_begin : 1 + (kChunkBytes - 1) / row_bytes;
-  float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(kTile * n)) : nullptr;
-  for (int64_t c0 = r_begin; c0 < r_end; c0 += chunk_rows) {
-    const int64_t c1 = min_i64(r_end, c0 + chunk_rows);
-    for (int i0 = 0; i0 < n_tok; i0 += kTile) {
-      const int nt = n_tok - i0 < kTile ? n_tok - i0 : kTile;
-      const AT* a[kTile];
-      for (int j = 0; j < nt; ++j) {
-        float* dst = Act::kScratch ? buf + j * n : nullptr;
-        a[j] = static_cast<const AT*>(Act::row(act + (i0 + j) * act_row_bytes, n, dst));
-      }
-      float* yt = y + i0 * y_stride;
-      switch (nt) {
-        case 1: tile_rows<K, kTileRows<K>, 1>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 2: tile_rows<K, kTileRows<K>, 2>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 3: tile_rows<K, kTileRows<K>, 3>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        default: tile_rows<K, kTileRows<K>, kTile>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-      }
-    }
-  }
-}
-
-// KDecode reads what ActDecode makes of an activation row, KTiled what ActTiled makes of it.
-template <class KDecode, class ActDecode, class KTiled, class ActTiled>
-void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
-            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
-  const char* wb = static_cast<const char*>(w);
-  const char* ab = static_cast<const char*>(act);
-  if (n_tok == 1 || w_row_bytes == 0) {  // (n = 0: every output is an empty sum)
-    for (int i = 0; i < n_tok; ++i) {
-      gemv<KDecode, ActDecode>(n, wb, w_row_bytes, ab + i * act_row_bytes, y + i * y_stride,
-                               r_begin, r_end);
-    }
-    return;
-  }
-  tiled<KTiled, ActTiled>(n, wb, w_row_bytes, ab, act_row_bytes, n_tok, y, y_stride, r_begin,
-                          r_end);
-}
 
 // ---- attention -------------------------------------------------------------------------------
 // Scores one K row at a time (the positions left after whole tiles): the K row takes the weight
