@@ -27,8 +27,8 @@
       "cflags_cc": ["-std=c++17", "-O3"],
       "conditions": [
         ["target_arch=='x64'", {
-          "defines": ["WEFT_HAVE_AVX2_TU=1"],
-          "dependencies": ["weft_avx2"]
+          "defines": ["WEFT_HAVE_AVX2_TU=1", "WEFT_HAVE_AVX512_TU=1"],
+          "dependencies": ["weft_avx2", "weft_avx512"]
         }]
       ]
     },
@@ -41,6 +41,16 @@
       "include_dirs": ["native"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-O3", "-mavx2", "-mfma", "-mf16c", "-fPIC"]
+    },
+    {
+      "target_name": "weft_avx512",
+      "type": "static_library",
+      "conditions": [["target_arch!='x64'", {"type": "none"}]],
+      "sources": ["native/cpu/kernels-avx512.cc"],
+      "include_dirs": ["native"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": ["-std=c++17", "-O3", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw",
+                    "-mavx512vl", "-mavx512vnni", "-fPIC"]
     }
   ]
 }

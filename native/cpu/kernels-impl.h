@@ -1,11 +1,13 @@
 // Internal to native/cpu: the tables kernels.cc dispatches through. Not part of the public API.
 //
-// kernels-ref.cc fills the reference Backend; kernels-avx2.cc overrides entries of a copy of it.
+// kernels-ref.cc fills the reference Backend; kernels-avx2.cc overrides entries of a copy of it,
+// and kernels-avx512.cc entries of a copy of that.
 // A weight type is supported when the reference has a vec_dot for it, so adding a type is local:
 // its block struct here, a dequantizer and a dot in kernels-ref.cc (plus a quantizer when it is
 // also an activation type), optionally an AVX2 override, and a case in test-kernels.cc.
 //
-// Nothing here is inline code: kernels-avx2.cc is compiled with -mavx2 -mfma -mf16c, and an
+// Nothing here is inline code: kernels-avx2.cc is compiled with -mavx2 -mfma -mf16c (and
+// kernels-avx512.cc with AVX-512 flags besides), and an
 // inline function or template instantiated there could be the copy the linker keeps for every
 // caller, which would then fault on a CPU without AVX2.
 #pragma once
@@ -77,6 +79,8 @@ const Backend& ref_backend();
 
 // kernels-avx2.cc (only where that TU was built): replaces entries of b, a copy of the reference.
 void install_avx2(Backend& b);
+// kernels-avx512.cc (likewise): replaces entries of b, a copy of the AVX2 backend.
+void install_avx512(Backend& b);
 
 // The quantized families live in their own files so each stays readable; make_ref() and
 // install_avx2() call these.

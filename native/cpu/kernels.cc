@@ -1,5 +1,6 @@
 // Public kernel entry points: validate cheaply, then call through the backend chosen once per
-// process (AVX2 when this build has that TU and the CPU has AVX2+FMA+F16C, else the reference).
+// process (AVX-512 where this build has that TU and the CPU has AVX-512 F/BW/VL/VNNI, else AVX2
+// where it has AVX2+FMA+F16C, else the reference).
 // The scalar fp16/bf16 conversions live in kernels-ref.cc; they are the same on every backend.
 // Rows and row strides need only their element's natural alignment (4 bytes for F32, 2 for
 // F16/BF16/Q8_0); every vector load is unaligned.
@@ -41,11 +42,37 @@ bool cpu_has_avx2() {
 #endif
 }
 
+// (__builtin_cpu_supports also checks that the OS saves the zmm state.)
+bool cpu_has_avx512() {
+#if defined(WEFT_HAVE_AVX512_TU) && (defined(__x86_64__) || defined(__i386__))
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+// Each backend is built once, on first use, and only where this build and this CPU have it.
 const Backend* avx2_backend() {
 #if defined(WEFT_HAVE_AVX2_TU)
   static const Backend b = [] {
     Backend copy = detail::ref_backend();
     detail::install_avx2(copy);
+    return copy;
+  }();
+  return cpu_has_avx2() ? &b : nullptr;
+#else
+  return nullptr;
+#endif
+}
+
+const Backend* avx512_backend() {
+#if defined(WEFT_HAVE_AVX512_TU)
+  if (!cpu_has_avx512()) return nullptr;
+  static const Backend b = [] {
+    Backend copy = *avx2_backend();
+    detail::install_avx512(copy);
     return copy;
   }();
   return &b;
@@ -54,12 +81,24 @@ const Backend* avx2_backend() {
 #endif
 }
 
-// The automatic choice: WEFT_KERNELS=scalar wins, then the CPU decides.
+// The named backend if this build and CPU have it, else null.
+const Backend* backend_named(const char* name) {
+  if (std::strcmp(name, "scalar") == 0) return &detail::ref_backend();
+  if (std::strcmp(name, "avx2") == 0) return avx2_backend();
+  if (std::strcmp(name, "avx512") == 0) return avx512_backend();
+  return nullptr;
+}
+
+// The automatic choice: WEFT_KERNELS (scalar, avx2, avx512) wins where available, then the
+// widest the CPU has.
 const Backend* automatic_backend() {
   static const Backend* const chosen = [] {
     const char* env = std::getenv("WEFT_KERNELS");
-    if (env != nullptr && std::strcmp(env, "scalar") == 0) return &detail::ref_backend();
-    return cpu_has_avx2() ? avx2_backend() : &detail::ref_backend();
+    const Backend* named = env != nullptr ? backend_named(env) : nullptr;
+    if (named != nullptr) return named;
+    if (const Backend* b = avx512_backend()) return b;
+    if (const Backend* b = avx2_backend()) return b;
+    return &detail::ref_backend();
   }();
   return chosen;
 }
@@ -173,8 +212,14 @@ void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
 
 const char* kernel_backend() { return backend().name; }
 
-void force_scalar_kernels(bool on) {
-  g_forced.store(on ? &detail::ref_backend() : nullptr, std::memory_order_relaxed);
+bool force_kernels(const char* name) {
+  if (name == nullptr) {
+    g_forced.store(nullptr, std::memory_order_relaxed);
+    return true;
+  }
+  const Backend* b = backend_named(name);
+  if (b != nullptr) g_forced.store(b, std::memory_order_relaxed);
+  return b != nullptr;
 }
 
 }  // namespace weft::cpu

@@ -1,8 +1,9 @@
 // CPU kernels: the arithmetic every forward pass spends its time in.
 //
 // Each kernel has a portable scalar reference (kernels-ref.cc) and, where the CPU has
-// AVX2+FMA+F16C, a fast path (kernels-avx2.cc, compiled with those flags alone). The fast
-// path is chosen once per process at run time, so a shipped binary never needs -march=native.
+// AVX2+FMA+F16C, a fast path (kernels-avx2.cc, compiled with those flags alone), some of which
+// AVX-512 F/BW/VL/VNNI replaces with wider kernels of bit-identical results (kernels-avx512.cc).
+// The path is chosen once per process at run time, so a shipped binary never needs -march=native.
 //
 // Batch invariance: matmul() computes each output element with exactly the same sequence of
 // operations whatever n_tok, the token tiling, or the thread split, so a sequence's logits are
@@ -78,9 +79,11 @@ float attn_exp(float* x, int64_t n, float shift);
 void swiglu(float* g, const float* u, int64_t n);
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
 
-// Which implementation is active: "avx2" or "scalar". WEFT_KERNELS=scalar forces the
-// reference path (tests compare the two).
+// Which implementation is active: "avx512", "avx2" or "scalar". WEFT_KERNELS=scalar (or avx2)
+// picks a narrower one than the CPU allows (tests and benches compare them).
 const char* kernel_backend();
-void force_scalar_kernels(bool on);
+// Makes the named backend ("scalar", "avx2", "avx512") the active one, or the automatic choice
+// again for nullptr. False, and nothing changes, where this build or CPU lacks it.
+bool force_kernels(const char* name);
 
 }  // namespace weft::cpu

@@ -61,10 +61,10 @@ inline bool on_scalar() { return std::strcmp(cpu::kernel_backend(), "scalar") ==
 // Runs f on the reference path, then puts back the path that was active.
 template <class F>
 auto on_ref(F f) {
-  const bool was_scalar = on_scalar();
-  cpu::force_scalar_kernels(true);
+  const std::string was = cpu::kernel_backend();
+  cpu::force_kernels("scalar");
   auto r = f();
-  cpu::force_scalar_kernels(was_scalar);
+  cpu::force_kernels(was.c_str());
   return r;
 }
 

@@ -572,23 +572,81 @@ void test_matmul() {
   // for float types a leftover 8-chunk and a 5-element tail (8205 = 512 * 16 + 8 + 5).
   const Shape float_shapes[] = {{23, 9}, {64, 37}, {576, 21}, {1536, 190}, {8205, 11}};
   const Shape q_shapes[] = {{32, 9}, {64, 37}, {576, 21}, {1536, 190}, {16384, 11}};
-  for (int pass = 0; pass < 2; ++pass) {
-    cpu::force_scalar_kernels(pass == 1);
-    if (pass == 0 && !g_have_fast) continue;
+  for (const char* backend : {"avx512", "avx2", "scalar"}) {
+    if (!cpu::force_kernels(backend)) {
+      std::printf("skip matmul invariance on %s: not available on this CPU or build\n", backend);
+      continue;
+    }
+    const bool ref = std::strcmp(backend, "scalar") == 0;
     for (GgmlType t : kWeightTypes) {
       bool ok = true;
       for (const Shape& s : t == GgmlType::Q8_0 ? q_shapes : float_shapes) {
         for (int n_tok : tok_counts) {
-          if (pass == 1 && s.rows * s.n > 40 * 576 && n_tok > 5) continue;  // the reference is slow
+          if (ref && s.rows * s.n > 40 * 576 && n_tok > 5) continue;  // the reference is slow
           ok &= matmul_invariant(t, s.n, s.rows, n_tok, false);
           ok &= matmul_invariant(t, s.n, s.rows, n_tok, true);
         }
       }
-      check(ok, std::string(weft::ggml_type_name(t)) + ": matmul (" + cpu::kernel_backend() +
+      check(ok, std::string(weft::ggml_type_name(t)) + ": matmul (" + backend +
                     ") == vec_dot bitwise for n_tok in {1,2,3,4,5,7,8,13} and random row splits");
     }
   }
-  cpu::force_scalar_kernels(false);
+  cpu::force_kernels(nullptr);
+}
+
+// The AVX-512 kernels promise the AVX2 kernels' bits (kernels-avx512.cc says why): matmul at
+// every tile shape and vec_dot, on random, extreme and raw rows (Q8_0 weights of -128, odd
+// block counts whose last block is alone), compared bit for bit. A model's logits then do not
+// depend on which of the two a CPU gets.
+void test_avx512_matches_avx2() {
+  if (!cpu::force_kernels("avx512")) {
+    std::printf("skip AVX-512 == AVX2 checks: this CPU (or build) has no AVX-512 F/BW/VL/VNNI\n");
+    return;
+  }
+  cpu::force_kernels(nullptr);
+  const Fill fills[] = {Fill::Normal, Fill::Mixed, Fill::Huge, Fill::Tiny, Fill::Extremes};
+  const int64_t float_sizes[] = {1, 8, 23, 100, 576, 8205};
+  const int64_t q_sizes[] = {32, 96, 576, 1568, 16384};  // 1, 3, 18, 49, 512 blocks
+  for (GgmlType t : kWeightTypes) {
+    const GgmlType at = cpu::vec_dot_type(t);
+    const bool quant = t == GgmlType::Q8_0;
+    bool same = true;
+    int cases = 0;
+    for (int64_t n : quant ? std::vector<int64_t>(std::begin(q_sizes), std::end(q_sizes))
+                           : std::vector<int64_t>(std::begin(float_sizes), std::end(float_sizes))) {
+      for (Fill fill : fills) {
+        const int64_t rows = n >= 8192 ? 9 : 23;
+        const int n_tok = 6;
+        const size_t w_row = weft::ggml_row_bytes(t, n), a_row = weft::ggml_row_bytes(at, n);
+        std::vector<uint8_t> w(w_row * rows), act(a_row * n_tok);
+        for (int64_t r = 0; r < rows; ++r) {
+          const std::vector<uint8_t> row = quant && fill == Fill::Mixed
+                                               ? raw_q8_0(n, 1e-3f, 2.0f)
+                                               : to_type(t, make_floats(fill, n, t));
+          std::memcpy(w.data() + r * w_row, row.data(), w_row);
+        }
+        for (int i = 0; i < n_tok; ++i) {
+          const std::vector<uint8_t> row = to_type(at, make_floats(i % 2 ? fill : Fill::Normal, n, at));
+          std::memcpy(act.data() + i * a_row, row.data(), a_row);
+        }
+        for (int tok : {1, 2, 3, 4, 5, 6}) {
+          std::vector<float> y[2];
+          float dot[2];
+          for (int k = 0; k < 2; ++k) {
+            cpu::force_kernels(k == 0 ? "avx2" : "avx512");
+            y[k].assign(rows * tok, 0.0f);
+            cpu::matmul(t, n, w.data(), w_row, act.data(), a_row, tok, y[k].data(), rows, 0, rows);
+            dot[k] = cpu::vec_dot(t, n, w.data(), act.data() + (tok - 1) * a_row);
+          }
+          same &= same_bits(y[0], y[1]) && bits(dot[0]) == bits(dot[1]);
+          ++cases;
+        }
+      }
+    }
+    cpu::force_kernels(nullptr);
+    check(same, std::string(weft::ggml_type_name(t)) + ": matmul and vec_dot on avx512 == avx2 bitwise (" +
+                    std::to_string(cases) + " cases: 1-6 activation rows, extreme and raw rows)");
+  }
 }
 
 // Threads split the rows; results must equal the single-threaded call bit for bit.
@@ -645,11 +703,12 @@ void test_api() {
        throws_code([&] { cpu::matmul(GgmlType::F32, 4, bytes, 16, bytes, 16, 2, dummy, 1, 0, 2); },
                    ErrorCode::InvalidArgument);
   check(ok, "bad row length, row stride or output stride throws E_INVALID_ARGUMENT");
-  cpu::force_scalar_kernels(true);
-  ok = std::strcmp(cpu::kernel_backend(), "scalar") == 0;
-  cpu::force_scalar_kernels(false);
-  check(ok, std::string("force_scalar_kernels(true) selects the reference; automatic backend is ") +
-                cpu::kernel_backend());
+  const std::string automatic = cpu::kernel_backend();
+  ok = cpu::force_kernels("scalar") && std::strcmp(cpu::kernel_backend(), "scalar") == 0;
+  ok &= !cpu::force_kernels("sse9") && std::strcmp(cpu::kernel_backend(), "scalar") == 0;
+  ok &= cpu::force_kernels(nullptr) && cpu::kernel_backend() == automatic;
+  check(ok, "force_kernels picks the reference, refuses an unknown name, and nullptr restores the "
+            "automatic backend (" + automatic + ")");
 }
 
 // ---- thread pool ---------------------------------------------------------------------------
@@ -742,7 +801,7 @@ void test_thread_pool() {
 
 int main() {
   g_rng.seed(12345);
-  cpu::force_scalar_kernels(false);
+  cpu::force_kernels(nullptr);
   g_have_fast = std::strcmp(cpu::kernel_backend(), "scalar") != 0;
   std::printf("kernel backend: %s\n", cpu::kernel_backend());
   if (!g_have_fast) {
@@ -757,6 +816,7 @@ int main() {
   test_attention();
   test_swiglu();
   test_matmul();
+  test_avx512_matches_avx2();
   test_matmul_threads();
   test_thread_pool();
   return summary();

@@ -584,7 +584,7 @@ void test_matmul() {
   const Shape shapes[] = {{256, 9}, {512, 37}, {1536, 21}, {4864, 19}, {16384, 61}};
   for (int pass = 0; pass < 2; ++pass) {
     if (pass == 0 && !g_have_fast) continue;
-    cpu::force_scalar_kernels(pass == 1);
+    cpu::force_kernels(pass == 1 ? "scalar" : nullptr);
     for (GgmlType t : kTypes) {
       bool ok = true;
       for (const Shape& s : shapes) {
@@ -598,7 +598,7 @@ void test_matmul() {
                     ") == vec_dot bitwise for n_tok in {1,2,3,4,5,7,8,13} and random row splits");
     }
   }
-  cpu::force_scalar_kernels(false);
+  cpu::force_kernels(nullptr);
 
   // Threads split the rows: equal to one call, bit for bit.
   cpu::ThreadPool pool(3);
@@ -629,7 +629,7 @@ void test_matmul() {
 
 int main() {
   g_rng.seed(4242);
-  cpu::force_scalar_kernels(false);
+  cpu::force_kernels(nullptr);
   g_have_fast = !on_scalar();
   std::printf("kernel backend: %s\n", cpu::kernel_backend());
   if (!g_have_fast) {

@@ -1,0 +1,151 @@
+// AVX-512 (F, BW, VL, VNNI) kernels. This file alone is compiled with those flags; kernels.cc
+// installs them over a copy of the AVX2 backend only after checking the CPU.
+//
+// Q8_0 x Q8_0 is the same arithmetic as kernels-avx2.cc's, so the outputs are bit-identical to
+// the AVX2 backend's (test-kernels checks it) and everything said there about batch invariance
+// holds unchanged. A zmm register holds both of AVX2's accumulators, acc0 in its low 8 lanes
+// (even blocks) and acc1 in its high 8 (odd blocks), so one instruction does what two did:
+//   - the integer part: AVX2 forms each int32 lane as the exact sum of 4 int8 products
+//     (maddubs into int16 pairs, which never saturate for these operands, then madd); vpdpbusd
+//     forms the same 4-product sums in one step, also exactly;
+//   - the float part: per lane fma(d_w * d_a, float(sum), acc), as in AVX2, for two blocks at
+//     once; a row's leftover odd block updates the low lanes only (acc0, as in AVX2);
+//   - the end: hsum(low half + high half) is AVX2's hsum(acc0 + acc1).
+// Measured on a 2-vCPU AMD EPYC (Zen 5) VM: see native/tests/bench-kernels.cc and the issue note.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+#include <immintrin.h>
+
+#include "avx2-common.h"
+#include "kernels-impl.h"
+#include "matmul-tiles.h"
+
+namespace weft::cpu::detail {
+namespace {
+
+// An activation row repacked for these kernels, nb = n / 32 blocks:
+//   [nb x 32 int8 quants][(nb + 1) / 2 x 16 f32 scales]
+// where scale vector p is [d of block 2p] x 8 then [d of block 2p + 1] x 8 (0 past the last
+// block): the two blocks' quants are one 64-byte load and their scales one zmm load, in exactly
+// the lanes the products land in. 64 * nb + 32 bytes, within the 4 * n given as scratch.
+void q8_0_repack_pairs(const void* src, int64_t n, uint8_t* dst) {
+  const BlockQ8_0* x = static_cast<const BlockQ8_0*>(src);
+  const int64_t nb = n / 32;
+  float* d = reinterpret_cast<float*>(dst + nb * 32);
+  for (int64_t b = 0; b < nb; ++b) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + b * 32),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs)));
+    _mm256_storeu_ps(d + b * 8, _mm256_set1_ps(_cvtsh_ss(x[b].d)));
+  }
+  if (nb % 2 != 0) _mm256_storeu_ps(d + nb * 8, _mm256_setzero_ps());
+}
+
+// Two weight blocks (or one, the high half then zero): |q| as unsigned bytes, which bytes are
+// negative, and d widened to the 8 lanes of each block.
+struct WeightPair {
+  __m512i abs_q;
+  __mmask64 neg;
+  __m512 d;
+};
+
+inline WeightPair weight_pair(const BlockQ8_0* wb, bool both) {
+  const __m256i q0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[0].qs));
+  const __m256i q1 =
+      both ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb[1].qs)) : _mm256_setzero_si256();
+  const __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(q0), q1, 1);
+  const __m128i d0 = _mm_set1_epi16(static_cast<short>(wb[0].d));
+  const __m128i d1 = both ? _mm_set1_epi16(static_cast<short>(wb[1].d)) : _mm_setzero_si128();
+  return {_mm512_abs_epi8(q), _mm512_movepi8_mask(q),
+          _mm512_cvtph_ps(_mm256_inserti128_si256(_mm256_castsi128_si256(d0), d1, 1))};
+}
+
+// One weight pair against pair p of NA repacked activation rows. The signed product goes
+// through vpdpbusd (unsigned x signed), so the weight's sign moves onto the activation, as
+// AVX2's sign_epi8 moves it: |w| * (a * sign(w)) = w * a (where w = 0 the product is 0 anyway).
+// lanes: 0xFFFF for a pair, 0x00FF for a row's leftover block.
+template <int NA>
+inline void q8_0_pair(const WeightPair& w, const uint8_t* const* a, int64_t nb, int64_t p,
+                      __mmask16 lanes, __m512* acc) {
+  const __m512i zero = _mm512_setzero_si512();
+  for (int j = 0; j < NA; ++j) {
+    const uint8_t* qa = a[j] + p * 64;
+    const __m512i q = lanes == 0xFFFF
+                          ? _mm512_loadu_si512(qa)
+                          : _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa)));
+    const __m512i signed_a = _mm512_mask_sub_epi8(q, w.neg, zero, q);
+    const __m512 sums = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, w.abs_q, signed_a));
+    const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float*>(a[j] + nb * 32) + p * 16);
+    acc[j] = _mm512_mask3_fmadd_ps(_mm512_mul_ps(w.d, da), sums, acc[j], lanes);
+  }
+}
+
+inline float hsum_halves(__m512 v) {
+  const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+  return hsum(_mm256_add_ps(_mm512_castps512_ps256(v), hi));
+}
+
+// out[i * NA + j] = dot(w[i], a[j]) over n / 32 blocks; a[j] repacked as above. PF: one request
+// kPrefetchBytes ahead per pair of blocks, as the AVX2 kernel asks.
+template <int NW, int NA, bool PF = false>
+inline void dot_tile_q8_0(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a,
+                          float* out) {
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
+  const int64_t nb = n / 32;
+  __m512 acc[NW][NA];
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    if (PF) prefetch_line(reinterpret_cast<const char*>(w[0] + b) + kPrefetchBytes);
+    for (int i = 0; i < NW; ++i) q8_0_pair<NA>(weight_pair(w[i] + b, true), a, nb, b / 2, 0xFFFF, acc[i]);
+  }
+  if (b < nb) {
+    for (int i = 0; i < NW; ++i) q8_0_pair<NA>(weight_pair(w[i] + b, false), a, nb, b / 2, 0x00FF, acc[i]);
+  }
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) out[i * NA + j] = hsum_halves(acc[i][j]);
+  }
+}
+
+struct Q8_0Kernel {
+  using WT = BlockQ8_0;
+  using AT = uint8_t;
+  static constexpr int kTileRows = 1;
+  template <int NW, int NA, bool PF = false>
+  static void run(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a, float* out) {
+    dot_tile_q8_0<NW, NA, PF>(n, w, a, out);
+  }
+};
+
+struct ActRepackedPairs {
+  static constexpr bool kScratch = true;
+  static const void* row(const char* act_row, int64_t n, float* buf) {
+    q8_0_repack_pairs(act_row, n, reinterpret_cast<uint8_t*>(buf));
+    return buf;
+  }
+};
+
+float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
+  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n)));
+  q8_0_repack_pairs(a, n, packed);
+  const BlockQ8_0* wp = static_cast<const BlockQ8_0*>(w);
+  const uint8_t* ap = packed;
+  float out;
+  dot_tile_q8_0<1, 1>(n, &wp, &ap, &out);
+  return out;
+}
+
+}  // namespace
+
+void install_avx512(Backend& b) {
+  b.name = "avx512";
+  TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
+  q8.vec_dot = vec_dot_q8_0;
+  q8.matmul = matmul<Q8_0Kernel, ActRepackedPairs, Q8_0Kernel, ActRepackedPairs>;
+}
+
+}  // namespace weft::cpu::detail
+
+#endif  // AVX-512 F/BW/VL/VNNI
