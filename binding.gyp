@@ -46,7 +46,7 @@
       "target_name": "weft_avx512",
       "type": "static_library",
       "conditions": [["target_arch!='x64'", {"type": "none"}]],
-      "sources": ["native/cpu/kernels-avx512.cc"],
+      "sources": ["native/cpu/kernels-avx512.cc", "native/cpu/quants-k-avx512.cc"],
       "include_dirs": ["native"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": ["-std=c++17", "-O3", "-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw",

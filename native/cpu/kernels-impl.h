@@ -90,6 +90,8 @@ void install_legacy_quants_avx2(Backend& b);
 // quants-k-ref.cc / quants-k-avx2.cc: Q4_K, Q5_K, Q6_K (and Q8_K activations).
 void add_k_quants_ref(Backend& b);
 void install_k_quants_avx2(Backend& b);
+// quants-k-avx512.cc (quants-k-avx2.cc with zmm integer loops): the Q4_K/Q5_K/Q6_K dots.
+void install_k_quants_avx512(Backend& b);
 
 // kernels.cc: a per-thread float buffer of at least n elements, valid until the calling thread
 // asks again. Lets the AVX2 matmul convert activation tiles without allocating per call.

@@ -22,7 +22,15 @@
 // the sub-block scale, which both widens to int32 and applies the scale. Codes <= 63 and |q_a|
 // <= 128 keep every int16 pair sum within +-2^14 (+-24320 after Q6_K's offset); int32 lanes stay
 // below 2^26.
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+//
+// quants-k-avx512.cc compiles this file a second time with AVX-512 flags and WEFT_K_QUANTS_ZMM,
+// which swaps the integer inner loops for zmm ones: the same maddubs pair sums, with madd + add
+// fused into vpdpwssd, two 32-weight vectors per instruction (one in each 256-bit half) and the
+// halves added at the end. Integer sums are exact, so every super-block's 8 int32 lanes, and from
+// there every float operation and output, are the AVX2 build's bit for bit (test-quants-k checks).
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) &&                              \
+    (!defined(WEFT_K_QUANTS_ZMM) || (defined(__AVX512F__) && defined(__AVX512BW__) &&          \
+                                     defined(__AVX512VL__) && defined(__AVX512VNNI__)))
 
 #include <immintrin.h>
 
@@ -62,6 +70,22 @@ alignas(32) const int8_t kI16Pair[4][32] = {
 // then keeps every product of a super-block live until the end and spills most of them (measured:
 // 14% slower prefill). An empty asm that claims to change the running sum pins the order.
 void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
+#if defined(WEFT_K_QUANTS_ZMM)
+void keep_in_register(__m512i& v) { asm("" : "+v"(v)); }
+
+// Per-half shift counts for the 16-bit shifts (lanes 0-15: lo, 16-31: hi).
+__m512i halves_epi16(short lo, short hi) {
+  return _mm512_inserti64x4(_mm512_set1_epi16(lo), _mm256_set1_epi16(hi), 1);
+}
+
+// int16 lanes 0-15 = x, 16-31 = y: the two 256-bit halves' sums as AVX2's one vector holds them.
+__m256i add_halves(__m512i v) {
+  return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+// idx lanes 0-15 = i, 16-31 = i + 1: for permutexvar_epi16, a scale per half.
+__m512i pair_index(short i) { return halves_epi16(i, static_cast<short>(i + 1)); }
+#endif
 
 __m256i pattern(const int8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
 
@@ -92,6 +116,36 @@ __m128i min_lanes(__m256i scm, const BlockQ8_K& y) {
   return _mm_madd_epi16(mins, p);
 }
 
+#if defined(WEFT_K_QUANTS_ZMM)
+// As below, with sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles) in the two halves of one
+// zmm, against the 64 activation bytes they meet; the halves are added at the end.
+template <class Block, bool kFifthBit, int NA>
+inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, int64_t b,
+                        __m256i* sumi) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
+  const __m512i sc16 = _mm512_cvtepu8_epi16(scm);  // lanes 0-7: sc0..sc7
+  __m512i acc[NA];
+  for (int j = 0; j < NA; ++j) acc[j] = _mm512_setzero_si512();
+  __m512i hb = _mm512_setzero_si512();
+  if constexpr (kFifthBit) hb = _mm512_broadcast_i64x4(load256(x.qh));
+  for (int i = 0; i < 4; ++i) {
+    const __m512i q2 = _mm512_broadcast_i64x4(load256(x.qs + 32 * i));
+    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(q2, halves_epi16(0, 4)), m4);
+    if constexpr (kFifthBit) {
+      q = _mm512_or_si512(q, _mm512_and_si512(_mm512_sllv_epi16(hb, halves_epi16(4, 3)), bit4));
+      hb = _mm512_srli_epi16(hb, 2);
+    }
+    const __m512i sc = _mm512_permutexvar_epi16(pair_index(static_cast<short>(2 * i)), sc16);
+    for (int j = 0; j < NA; ++j) {
+      const __m512i qa = _mm512_loadu_si512(a[j][b].qs + 64 * i);
+      acc[j] = _mm512_dpwssd_epi32(acc[j], sc, _mm512_maddubs_epi16(q, qa));
+      keep_in_register(acc[j]);
+    }
+  }
+  for (int j = 0; j < NA; ++j) sumi[j] = add_halves(acc[j]);
+}
+#else
 // sum over the super-block of sc_j * q_w * q_a: 8 int32 lanes, lane L of each 32-weight
 // sub-block holding its weights 4L..4L+3. kFifthBit: Q5_K.
 template <class Block, bool kFifthBit, int NA>
@@ -123,6 +177,8 @@ inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, 
     }
   }
 }
+
+#endif
 
 // ggml's x86 Q4_K dot keeps the min term in its own 4-lane accumulator, added at the very end.
 struct Q4K {
@@ -222,6 +278,41 @@ struct Q6K {
     const __m256i sc_halves[2] = {_mm256_permute2x128_si256(sc16, sc16, 0x00),
                                   _mm256_permute2x128_si256(sc16, sc16, 0x11)};
     __m256i sumi[NA];
+#if defined(WEFT_K_QUANTS_ZMM)
+    // Vectors v and v + 1 (c, c + 1 below) in the two halves of one zmm.
+    const __m512i m4z = _mm512_set1_epi8(0x0f);
+    const __m512i m30z = _mm512_set1_epi8(0x30);
+    const __m512i sc16z = _mm512_castsi256_si512(sc16);
+    __m512i accz[NA];
+    for (int j = 0; j < NA; ++j) accz[j] = _mm512_setzero_si512();
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(x.ql + 64 * h);  // ql0 | ql1
+      const __m512i qh = _mm512_broadcast_i64x4(load256(x.qh + 32 * h));
+      const __m512i q[2] = {
+          _mm512_or_si512(_mm512_and_si512(ql, m4z),
+                          _mm512_and_si512(_mm512_sllv_epi16(qh, halves_epi16(4, 2)), m30z)),
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4z),
+                          _mm512_and_si512(_mm512_srlv_epi16(qh, halves_epi16(0, 2)), m30z)),
+      };
+      for (int c = 0; c < 2; ++c) {
+        const int v = 4 * h + 2 * c;
+        // int16 lanes 8k..8k+7 take scale 2v + k (k < 4): a scale per 16 weights.
+        const __m512i idx = _mm512_add_epi16(_mm512_set1_epi16(static_cast<short>(2 * v)),
+                                             _mm512_srli_epi16(_mm512_set_epi16(
+                                                 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                                 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3));
+        const __m512i sc = _mm512_permutexvar_epi16(idx, sc16z);
+        for (int j = 0; j < NA; ++j) {
+          const Act& y = a[j][b];
+          const __m512i p = _mm512_sub_epi16(_mm512_maddubs_epi16(q[c], _mm512_loadu_si512(y.qs + 32 * v)),
+                                             _mm512_loadu_si512(y.qs32 + 16 * v));
+          accz[j] = _mm512_dpwssd_epi32(accz[j], sc, p);
+          keep_in_register(accz[j]);
+        }
+      }
+    }
+    for (int j = 0; j < NA; ++j) sumi[j] = add_halves(accz[j]);
+#else
     for (int j = 0; j < NA; ++j) sumi[j] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {  // 128 weights each
       const __m256i ql0 = load256(x.ql + 64 * h);
@@ -247,6 +338,7 @@ struct Q6K {
         }
       }
     }
+#endif
     const float dw = fp16(x.d);
     for (int j = 0; j < NA; ++j) {
       acc[j].sum = _mm256_fmadd_ps(_mm256_set1_ps(a[j][b].d * dw), _mm256_cvtepi32_ps(sumi[j]), acc[j].sum);
@@ -449,7 +541,13 @@ void quantize_q8_k(const float* src, void* dst, int64_t n) {
 
 }  // namespace
 
+#if defined(WEFT_K_QUANTS_ZMM)
+// Only the dots: the Q8_K quantizer stays the AVX2 build's.
+void install_k_quants_avx512(Backend& b) {
+#else
 void install_k_quants_avx2(Backend& b) {
+  b.types[static_cast<uint32_t>(GgmlType::Q8_K)].quantize = quantize_q8_k;
+#endif
   TypeKernels& q4 = b.types[static_cast<uint32_t>(GgmlType::Q4_K)];
   q4.vec_dot = vec_dot<Q4K, ActAsIs>;
   q4.matmul = matmul<Q4K, ActAsIs>;
@@ -459,9 +557,8 @@ void install_k_quants_avx2(Backend& b) {
   TypeKernels& q6 = b.types[static_cast<uint32_t>(GgmlType::Q6_K)];
   q6.vec_dot = vec_dot<Q6K, ActForQ6>;
   q6.matmul = matmul<Q6K, ActForQ6>;
-  b.types[static_cast<uint32_t>(GgmlType::Q8_K)].quantize = quantize_q8_k;
 }
 
 }  // namespace weft::cpu::detail
 
-#endif  // __AVX2__ && __FMA__ && __F16C__
+#endif  // __AVX2__ && __FMA__ && __F16C__ (and AVX-512 F/BW/VL/VNNI for WEFT_K_QUANTS_ZMM)

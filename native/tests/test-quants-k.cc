@@ -582,14 +582,17 @@ void test_matmul() {
   };
   // {16384, 61}: rows of 9-13 KiB, so tiles span several 256 KiB chunks of weight rows.
   const Shape shapes[] = {{256, 9}, {512, 37}, {1536, 21}, {4864, 19}, {16384, 61}};
-  for (int pass = 0; pass < 2; ++pass) {
-    if (pass == 0 && !g_have_fast) continue;
-    cpu::force_kernels(pass == 1 ? "scalar" : nullptr);
+  for (const char* backend : {"avx512", "avx2", "scalar"}) {
+    if (!cpu::force_kernels(backend)) {
+      std::printf("skip matmul invariance on %s: not available on this CPU or build\n", backend);
+      continue;
+    }
+    const bool ref = std::strcmp(backend, "scalar") == 0;
     for (GgmlType t : kTypes) {
       bool ok = true;
       for (const Shape& s : shapes) {
         for (int n_tok : tok_counts) {
-          if (pass == 1 && s.n * s.rows > 4864 * 19 && n_tok > 3) continue;  // the reference is slow
+          if (ref && s.n * s.rows > 4864 * 19 && n_tok > 3) continue;  // the reference is slow
           ok &= matmul_invariant(t, s.n, s.rows, n_tok, false);
           ok &= matmul_invariant(t, s.n, s.rows, n_tok, true);
         }
@@ -625,6 +628,53 @@ void test_matmul() {
   }
 }
 
+// The AVX-512 build of these dots promises the AVX2 build's bits (quants-k-avx2.cc says why):
+// matmul at 1-6 activation rows and vec_dot, on every raw kind of weights and activations
+// (extreme codes and scales, -128 activations), compared bit for bit.
+void test_avx512_matches_avx2() {
+  if (!cpu::force_kernels("avx512")) {
+    std::printf("skip AVX-512 == AVX2 checks: this CPU (or build) has no AVX-512 F/BW/VL/VNNI\n");
+    return;
+  }
+  cpu::force_kernels(nullptr);
+  const int64_t sizes[] = {256, 1536, 4864};
+  for (GgmlType t : kTypes) {
+    bool same = true;
+    int cases = 0;
+    for (int64_t n : sizes) {
+      for (Kind kind : kKinds) {
+        const int64_t rows = 7;
+        const int n_tok = 6;
+        const size_t w_row = weft::ggml_row_bytes(t, n), a_row = weft::ggml_row_bytes(GgmlType::Q8_K, n);
+        std::vector<uint8_t> w(w_row * rows), act(a_row * n_tok);
+        for (int64_t r = 0; r < rows; ++r) {
+          const std::vector<uint8_t> row = raw_weights(t, n, r % 2 ? Kind::Random : kind);
+          std::memcpy(w.data() + r * w_row, row.data(), w_row);
+        }
+        for (int i = 0; i < n_tok; ++i) {
+          const std::vector<uint8_t> row = raw_act(n, i % 2 ? Kind::Random : kind);
+          std::memcpy(act.data() + i * a_row, row.data(), a_row);
+        }
+        for (int tok = 1; tok <= n_tok; ++tok) {
+          std::vector<float> y[2];
+          float dot[2];
+          for (int k = 0; k < 2; ++k) {
+            cpu::force_kernels(k == 0 ? "avx2" : "avx512");
+            y[k].assign(rows * tok, 0.0f);
+            cpu::matmul(t, n, w.data(), w_row, act.data(), a_row, tok, y[k].data(), rows, 0, rows);
+            dot[k] = cpu::vec_dot(t, n, w.data(), act.data() + (tok - 1) * a_row);
+          }
+          same &= same_bits(y[0], y[1]) && bits(dot[0]) == bits(dot[1]);
+          ++cases;
+        }
+      }
+    }
+    cpu::force_kernels(nullptr);
+    check(same, std::string(name(t)) + ": matmul and vec_dot on avx512 == avx2 bitwise (" +
+                    std::to_string(cases) + " cases: 1-6 activation rows, every raw kind)");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -642,5 +692,6 @@ int main() {
   test_quantize_weights();
   test_vec_dot();
   test_matmul();
+  test_avx512_matches_avx2();
   return summary();
 }
