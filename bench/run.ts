@@ -71,7 +71,10 @@ async function main(): Promise<void> {
     loadAtStart: os.loadavg().map((x) => +x.toFixed(2)), node: process.version, llamaCpp: await llamaCppVersion(),
   };
   log(`machine: ${machine.cpu}, ${machine.cores} cores; measuring read bandwidth...`);
-  const membw = measureMembw(ROOT, THREADS);
+  // Bandwidth drifts (PERF.md saw 28-37 GB/s; a Zen 5 VM here flipped between ~50 and ~80 GB/s
+  // within seconds), so it is read before every model and at the end, and the roofline is the
+  // best seen: a decode that ran while the machine was slow is not credited with a slow roofline.
+  const membw: number[] = [measureMembw(ROOT, THREADS)];
 
   const models = await modelList();
   const results: ModelResult[] = [];
@@ -80,21 +83,21 @@ async function main(): Promise<void> {
     if (args['wait-idle']) await waitIdle(5, 120, log);
     const modelLoad = otherLoad();
     const t0 = performance.now();
+    if (m !== models[0]) membw.push(measureMembw(ROOT, THREADS));
     const r = await benchModel(m.name, m.file);
     r.othersPct = modelLoad();
     r.seconds = Math.round((performance.now() - t0) / 1000);
     results.push(r);
   }
   const othersPct = runLoad();
-  const membwAfter = measureMembw(ROOT, THREADS);
-  // Bandwidth drifts minute to minute (PERF.md saw 28-37 GB/s); the roofline is the best seen.
-  const bandwidth = Math.max(membw, membwAfter);
+  membw.push(measureMembw(ROOT, THREADS));
+  const bandwidth = Math.max(...membw);
 
   const finished = new Date();
   const header = [
     `weft bench  ${started.toISOString()}  ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB  node ${machine.node}`,
     `threads ${THREADS}; model files ${useMmap ? 'mapped' : 'read into memory'} by both (useMmap: ${useMmap}); peer: ${machine.llamaCpp}; read bandwidth ${bandwidth.toFixed(1)} GB/s ` +
-      `(bench-membw, 2 threads, best of 10 passes (5 with software prefetch) before and after: ${membw.toFixed(1)} / ${membwAfter.toFixed(1)}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
+      `(bench-membw, 2 threads, best of 10 passes (5 with software prefetch) before each model and at the end: ${membw.map((x) => x.toFixed(1)).join(' / ')}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
     `other processes used ${othersPct}% of the CPU during the run${othersPct > 5 ? ' (the machine was not quiet: figures are disturbed)' : ''}; ` +
       `load average at start ${machine.loadAtStart.join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}` +
       `${quick ? '; --quick: one repetition' : ''}`,
@@ -125,7 +128,7 @@ async function main(): Promise<void> {
   const json = path.join(OUT, `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(json, JSON.stringify({
     started, finished, quick, threads: THREADS, prompt: PROMPT, gen: GEN, shortPrompt: SHORT_PROMPT,
-    machine, membwGBs: { start: membw, end: membwAfter }, othersPct, results,
+    machine, membwGBs: membw, othersPct, results,
   }, null, 1));
   log(`wrote ${path.relative(process.cwd(), json)}`);
 }
