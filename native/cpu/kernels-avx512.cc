@@ -144,6 +144,7 @@ void install_avx512(Backend& b) {
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
   q8.vec_dot = vec_dot_q8_0;
   q8.matmul = matmul<Q8_0Kernel, ActRepackedPairs, Q8_0Kernel, ActRepackedPairs>;
+  install_legacy_quants_avx512(b);
   install_k_quants_avx512(b);
 }
 

@@ -87,6 +87,8 @@ void install_avx512(Backend& b);
 // quants-legacy-ref.cc / quants-legacy-avx2.cc: Q4_0, Q4_1, Q5_0, Q5_1 (and Q8_1 activations).
 void add_legacy_quants_ref(Backend& b);
 void install_legacy_quants_avx2(Backend& b);
+// quants-legacy-avx512.cc (quants-legacy-avx2.cc with mask-register fifth bits): the dots.
+void install_legacy_quants_avx512(Backend& b);
 // quants-k-ref.cc / quants-k-avx2.cc: Q4_K, Q5_K, Q6_K (and Q8_K activations).
 void add_k_quants_ref(Backend& b);
 void install_k_quants_avx2(Backend& b);

@@ -17,7 +17,14 @@
 // between paths (decode streams the raw blocks, prefill decodes weights once per chunk and biases
 // the activations), but integer sums are exact, so every float operation after them is the same
 // whatever the path, the tile or the batch.
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+//
+// quants-legacy-avx512.cc compiles this file a second time with AVX-512 flags and
+// WEFT_LEGACY_QUANTS_ZMM, which only changes how the 5-bit types' fifth bits are unpacked (a mask
+// register and one masked add, where AVX2 needs a shuffle, two ands and a compare): the same codes,
+// so the same bits out, with fewer instructions on a decode GEMV that waits on them.
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) &&                              \
+    (!defined(WEFT_LEGACY_QUANTS_ZMM) || (defined(__AVX512F__) && defined(__AVX512BW__) &&     \
+                                          defined(__AVX512VL__)))
 
 #include <immintrin.h>
 
@@ -47,6 +54,14 @@ __m256i nibbles(const uint8_t* qs) {
                           _mm256_set1_epi8(0x0F));
 }
 
+// Unsigned codes (before Q5_0's offset) of one block.
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+// Bit j of qh is the mask bit of byte j: 0x10 added (an or, as nibbles are < 16) where it is set.
+__m256i five_bit_codes(const uint8_t* qs, const uint8_t* qh) {
+  const __m256i nib = nibbles(qs);
+  return _mm256_mask_add_epi8(nib, _cvtu32_mask32(load32(qh)), nib, _mm256_set1_epi8(0x10));
+}
+#else
 // 0x10 in byte j where bit j of qh is set: each byte picks its qh byte, then tests its own bit.
 __m256i fifth_bits(const uint8_t* qh) {
   const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
@@ -56,10 +71,13 @@ __m256i fifth_bits(const uint8_t* qh) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, bit), bit), _mm256_set1_epi8(0x10));
 }
 
-// Unsigned codes (before Q5_0's offset) of one block.
+__m256i five_bit_codes(const uint8_t* qs, const uint8_t* qh) {
+  return _mm256_or_si256(nibbles(qs), fifth_bits(qh));
+}
+#endif
 __m256i codes(const BlockQ4_1& b) { return nibbles(b.qs); }
-__m256i codes(const BlockQ5_0& b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
-__m256i codes(const BlockQ5_1& b) { return _mm256_or_si256(nibbles(b.qs), fifth_bits(b.qh)); }
+__m256i codes(const BlockQ5_0& b) { return five_bit_codes(b.qs, b.qh); }
+__m256i codes(const BlockQ5_1& b) { return five_bit_codes(b.qs, b.qh); }
 
 // Lane k = sum of the int8 bytes 4k..4k+3 of q, times 2^shift.
 __m256i quad_sums(__m256i q, int shift) {
@@ -635,16 +653,21 @@ void install_lanes(Backend& b, GgmlType t) {
 
 }  // namespace
 
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+// The dots (only the 5-bit types' differ from the AVX2 build's); the quantizer stays AVX2's.
+void install_legacy_quants_avx512(Backend& b) {
+#else
 void install_legacy_quants_avx2(Backend& b) {
+  b.types[static_cast<uint32_t>(GgmlType::Q8_1)].quantize = quantize_q8_1;
+#endif
   TypeKernels& q4_0 = b.types[static_cast<uint32_t>(GgmlType::Q4_0)];
   q4_0.vec_dot = vec_dot_q4_0;
   q4_0.matmul = matmul_q4_0;
   install_lanes<Q5_0>(b, GgmlType::Q5_0);
   install_lanes<Q4_1>(b, GgmlType::Q4_1);
   install_lanes<Q5_1>(b, GgmlType::Q5_1);
-  b.types[static_cast<uint32_t>(GgmlType::Q8_1)].quantize = quantize_q8_1;
 }
 
 }  // namespace weft::cpu::detail
 
-#endif  // __AVX2__ && __FMA__ && __F16C__
+#endif  // __AVX2__ && __FMA__ && __F16C__ (and AVX-512 F/BW/VL for WEFT_LEGACY_QUANTS_ZMM)

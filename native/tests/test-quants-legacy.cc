@@ -601,8 +601,11 @@ void test_matmul() {
       {40, 4864, 6, 0, 40, 40},   {37, 4864, 9, 3, 35, 37},     {33, 896, 13, 0, 33, 40},
       {64, 128, 64, 0, 64, 64},   {3, 32, 17, 0, 3, 3},
   };
-  for (bool ref : {false, true}) {
-    if (!ref && !g_have_fast) continue;
+  for (const char* backend : {"avx512", "avx2", "scalar"}) {
+    if (!cpu::force_kernels(backend)) {
+      std::printf("skip matmul == vec_dot on %s: not available on this CPU or build\n", backend);
+      continue;
+    }
     for (GgmlType t : kTypes) {
       const GgmlType at = act_type(t);
       bool ok = true;
@@ -630,14 +633,15 @@ void test_matmul() {
             }
             return 0;
           };
-          if (ref) on_ref(run); else run();
+          run();
           ok &= same_bits(y, want);  // untouched outputs stay -7 in both
         }
       }
-      check(ok, std::string(name(t)) + (ref ? " reference" : " fast") +
+      check(ok, std::string(name(t)) + " " + backend +
                     " matmul == vec_dot bitwise for every output (11 shapes, quantized and raw activations)");
     }
   }
+  cpu::force_kernels(nullptr);
 
   // Split over a thread pool as the forward pass does: identical to one call.
   for (GgmlType t : kTypes) {
@@ -666,6 +670,53 @@ void test_matmul() {
   }
 }
 
+// The AVX-512 build of these dots promises the AVX2 build's bits (quants-legacy-avx2.cc says
+// why): matmul at 1-6 activation rows and vec_dot, every raw kind of weights and activations.
+void test_avx512_matches_avx2() {
+  if (!cpu::force_kernels("avx512")) {
+    std::printf("skip AVX-512 == AVX2 checks: this CPU (or build) has no AVX-512 F/BW/VL/VNNI\n");
+    return;
+  }
+  cpu::force_kernels(nullptr);
+  const Kind kinds[] = {Kind::Random, Kind::Zero, Kind::MaxCodes, Kind::MinCodes, Kind::Tiny, Kind::Huge, Kind::Mixed};
+  for (GgmlType t : kTypes) {
+    const GgmlType at = act_type(t);
+    bool same = true;
+    int cases = 0;
+    for (int64_t n : {32, 96, 576, 4864}) {
+      for (Kind kind : kinds) {
+        const int64_t rows = 9;
+        const int n_tok = 6;
+        const size_t wr = row_bytes(t, n), ar = row_bytes(at, n);
+        std::vector<uint8_t> w, act;
+        for (int64_t r = 0; r < rows; ++r) {
+          const std::vector<uint8_t> row = raw_weights(t, n, r % 2 ? Kind::Mixed : kind);
+          w.insert(w.end(), row.begin(), row.end());
+        }
+        for (int i = 0; i < n_tok; ++i) {
+          const std::vector<uint8_t> row = raw_act(at, n, i % 2 ? Kind::Mixed : kind);
+          act.insert(act.end(), row.begin(), row.end());
+        }
+        for (int tok = 1; tok <= n_tok; ++tok) {
+          std::vector<float> y[2];
+          float dot[2];
+          for (int k = 0; k < 2; ++k) {
+            cpu::force_kernels(k == 0 ? "avx2" : "avx512");
+            y[k].assign(static_cast<size_t>(rows * tok), 0.0f);
+            cpu::matmul(t, n, w.data(), wr, act.data(), ar, tok, y[k].data(), rows, 0, rows);
+            dot[k] = cpu::vec_dot(t, n, w.data(), act.data() + (tok - 1) * ar);
+          }
+          same &= same_bits(y[0], y[1]) && bits(dot[0]) == bits(dot[1]);
+          ++cases;
+        }
+      }
+    }
+    cpu::force_kernels(nullptr);
+    check(same, std::string(name(t)) + ": matmul and vec_dot on avx512 == avx2 bitwise (" +
+                    std::to_string(cases) + " cases: 1-6 activation rows, every raw kind)");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -679,5 +730,6 @@ int main() {
   test_quantize_q8_1();
   test_vec_dot();
   test_matmul();
+  test_avx512_matches_avx2();
   return summary();
 }
