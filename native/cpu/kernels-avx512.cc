@@ -1,16 +1,20 @@
 // AVX-512 (F, BW, VL, VNNI) kernels. This file alone is compiled with those flags; kernels.cc
 // installs them over a copy of the AVX2 backend only after checking the CPU.
 //
-// Q8_0 x Q8_0 is the same arithmetic as kernels-avx2.cc's, so the outputs are bit-identical to
-// the AVX2 backend's (test-kernels checks it) and everything said there about batch invariance
-// holds unchanged. A zmm register holds both of AVX2's accumulators, acc0 in its low 8 lanes
-// (even blocks) and acc1 in its high 8 (odd blocks), so one instruction does what two did:
-//   - the integer part: AVX2 forms each int32 lane as the exact sum of 4 int8 products
+// Each kernel here is kernels-avx2.cc's arithmetic, so the outputs are bit-identical to the AVX2
+// backend's (test-kernels checks it) and everything said there about batch invariance holds
+// unchanged. A zmm register holds both of AVX2's accumulators, acc0 in its low 8 lanes and acc1
+// in its high 8, so one instruction does what two did:
+//   - float types: acc0/acc1 take alternate 8-element chunks, so one 16-element load is exactly
+//     [chunk for acc0 | chunk for acc1] and one fma per lane does both; a leftover chunk updates
+//     the low lanes only; the end is hsum(low + high) and the n % 8 tail, as in AVX2. With 32
+//     registers, prefill tiles are 4 weight rows x 4 activation rows in one pass (AVX2: 3 x 4 in
+//     two passes, one per accumulator);
+//   - Q8_0: the integer part: AVX2 forms each int32 lane as the exact sum of 4 int8 products
 //     (maddubs into int16 pairs, which never saturate for these operands, then madd); vpdpbusd
-//     forms the same 4-product sums in one step, also exactly;
-//   - the float part: per lane fma(d_w * d_a, float(sum), acc), as in AVX2, for two blocks at
-//     once; a row's leftover odd block updates the low lanes only (acc0, as in AVX2);
-//   - the end: hsum(low half + high half) is AVX2's hsum(acc0 + acc1).
+//     forms the same 4-product sums in one step, also exactly. The float part: per lane
+//     fma(d_w * d_a, float(sum), acc), as in AVX2, for two blocks (even in acc0, odd in acc1) at
+//     once; a row's leftover odd block updates the low lanes only; the end is hsum(low + high).
 // Measured on a 2-vCPU AMD EPYC (Zen 5) VM: see native/tests/bench-kernels.cc and the issue note.
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -24,6 +28,115 @@
 namespace weft::cpu::detail {
 namespace {
 
+// ---- float types ------------------------------------------------------------------------------
+// Element loaders: 16 elements as [e0..e7 | e8..e15] in one zmm, 8 into the low half, 1 scalar.
+struct ZF32 {
+  using T = float;
+  static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 load8(const float* p) { return _mm512_castps256_ps512(_mm256_loadu_ps(p)); }
+  static float load1(const float* p) { return *p; }
+};
+
+struct ZF16 {
+  using T = uint16_t;
+  static __m512 load16(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 load8(const uint16_t* p) {
+    return _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
+  static float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+};
+
+struct ZBF16 {
+  using T = uint16_t;
+  static __m512 load16(const uint16_t* p) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+  }
+  static __m512 load8(const uint16_t* p) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm512_castps256_ps512(_mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
+  }
+  static float load1(const uint16_t* p) {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
+  }
+};
+
+// out[i * NA + j] = dot(w[i][0..n), a[j][0..n)) in AVX2's order (top of file). PF: decode's
+// one-row GEMV asks for the line kPrefetchBytes ahead of each 64 bytes of weights, as AVX2's does.
+template <class W, class A, int NW, int NA, bool PF = false>
+inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
+                           float* out) {
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
+  constexpr int64_t kLineElems = 64 / sizeof(typename W::T);
+  __m512 acc[NW][NA];
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_setzero_ps();
+  }
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
+    for (int i = 0; i < NW; ++i) {
+      const __m512 wv = W::load16(w[i] + k);
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, A::load16(a[j] + k), acc[i][j]);
+    }
+  }
+  if (k + 8 <= n) {  // the leftover chunk: acc0's, the low lanes
+    for (int i = 0; i < NW; ++i) {
+      const __m512 wv = W::load8(w[i] + k);
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_mask3_fmadd_ps(wv, A::load8(a[j] + k), acc[i][j], 0x00FF);
+    }
+    k += 8;
+  }
+  __m256 sum[NW * NA];
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) {
+      const __m512 v = acc[i][j];
+      sum[i * NA + j] = _mm256_add_ps(_mm512_castps512_ps256(v),
+                                      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    }
+  }
+  if constexpr (NW * NA == 1) out[0] = hsum(sum[0]);  // (hsum_n would pad a group of eight)
+  else hsum_n<NW * NA>(sum, out);
+  for (int i = 0; i < NW; ++i) {
+    for (int j = 0; j < NA; ++j) {
+      float& s = out[i * NA + j];
+      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
+    }
+  }
+}
+
+template <class W, class A>
+struct FloatKernel {
+  using WT = typename W::T;
+  using AT = typename A::T;
+  static constexpr int kTileRows = 4;  // 16 accumulators + 4 weight vectors of 32 registers
+  template <int NW, int NA, bool PF = false>
+  static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
+    dot_tile_float<W, A, NW, NA, PF>(n, w, a, out);
+  }
+};
+
+template <class W>
+float vec_dot_float(int64_t n, const void* w, const void* a) {
+  const typename W::T* wp = static_cast<const typename W::T*>(w);
+  const typename W::T* ap = static_cast<const typename W::T*>(a);
+  float out;
+  dot_tile_float<W, W, 1, 1>(n, &wp, &ap, &out);
+  return out;
+}
+
+// F16/BF16 activation rows widened for the tiles, as kernels-avx2.cc widens them (exactly).
+template <class W>
+void widen_row(const void* src, float* dst, int64_t n) {
+  const typename W::T* x = static_cast<const typename W::T*>(src);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, W::load16(x + i));
+  for (; i < n; ++i) dst[i] = W::load1(x + i);
+}
+
+// ---- Q8_0 ----------------------------------------------------------------------------------------
 // An activation row repacked for these kernels, nb = n / 32 blocks:
 //   [nb x 32 int8 quants][(nb + 1) / 2 x 16 f32 scales]
 // where scale vector p is [d of block 2p] x 8 then [d of block 2p + 1] x 8 (0 past the last
@@ -141,6 +254,19 @@ float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
 
 void install_avx512(Backend& b) {
   b.name = "avx512";
+  using F32 = FloatKernel<ZF32, ZF32>;
+  TypeKernels& f32 = b.types[static_cast<uint32_t>(GgmlType::F32)];
+  f32.vec_dot = vec_dot_float<ZF32>;
+  f32.matmul = matmul<F32, ActAsIs, F32, ActAsIs>;
+  TypeKernels& f16 = b.types[static_cast<uint32_t>(GgmlType::F16)];
+  f16.vec_dot = vec_dot_float<ZF16>;
+  f16.matmul = matmul<FloatKernel<ZF16, ZF16>, ActAsIs, FloatKernel<ZF16, ZF32>,
+                      ActWidened<widen_row<ZF16>>>;
+  TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
+  bf16.vec_dot = vec_dot_float<ZBF16>;
+  bf16.matmul = matmul<FloatKernel<ZBF16, ZBF16>, ActAsIs, FloatKernel<ZBF16, ZF32>,
+                       ActWidened<widen_row<ZBF16>>>;
+
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
   q8.vec_dot = vec_dot_q8_0;
   q8.matmul = matmul<Q8_0Kernel, ActRepackedPairs, Q8_0Kernel, ActRepackedPairs>;
