@@ -53,15 +53,17 @@ bool cpu_has_avx512() {
 #endif
 }
 
-// Each backend is built once, on first use, and only where this build and this CPU have it.
+// Each backend is built once, on first use, and only where this build and this CPU have it
+// (install_* are compiled with their ISA's flags, so they may not run anywhere else).
 const Backend* avx2_backend() {
 #if defined(WEFT_HAVE_AVX2_TU)
+  if (!cpu_has_avx2()) return nullptr;
   static const Backend b = [] {
     Backend copy = detail::ref_backend();
     detail::install_avx2(copy);
     return copy;
   }();
-  return cpu_has_avx2() ? &b : nullptr;
+  return &b;
 #else
   return nullptr;
 #endif
