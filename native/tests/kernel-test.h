@@ -1,6 +1,7 @@
 // What the C++ kernel tests (test-kernels, test-quants-legacy, test-quants-k) share: a tally of
 // named checks, one seeded random stream per test program, running a call on the scalar
-// reference path, and asserting the error code a call throws.
+// reference path, comparing the AVX-512 backend with the AVX2 one, and asserting the error code a
+// call throws.
 #pragma once
 
 #include <cstdint>
@@ -66,6 +67,27 @@ auto on_ref(F f) {
   auto r = f();
   cpu::force_kernels(was.c_str());
   return r;
+}
+
+// Whether matmul of the rows x n weights w (type t, w_row bytes a row) against the first 1, 2, ..
+// n_tok rows of act (a_row bytes a row), and vec_dot against each of them, give the same bits on
+// the "avx512" backend as on "avx2" (which the caller has checked are both available).
+inline bool avx512_matches_avx2(GgmlType t, int64_t n, int64_t rows, const uint8_t* w, size_t w_row,
+                                const uint8_t* act, size_t a_row, int n_tok) {
+  bool same = true;
+  for (int tok = 1; tok <= n_tok; ++tok) {
+    std::vector<float> y[2];
+    float dot[2];
+    for (int k = 0; k < 2; ++k) {
+      cpu::force_kernels(k == 0 ? "avx2" : "avx512");
+      y[k].assign(static_cast<size_t>(rows * tok), 0.0f);
+      cpu::matmul(t, n, w, w_row, act, a_row, tok, y[k].data(), rows, 0, rows);
+      dot[k] = cpu::vec_dot(t, n, w, act + (tok - 1) * a_row);
+    }
+    same &= same_bits(y[0], y[1]) && bits(dot[0]) == bits(dot[1]);
+  }
+  cpu::force_kernels(nullptr);
+  return same;
 }
 
 // True when f throws a weft::Error with this code.

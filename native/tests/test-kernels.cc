@@ -629,21 +629,10 @@ void test_avx512_matches_avx2() {
           const std::vector<uint8_t> row = to_type(at, make_floats(i % 2 ? fill : Fill::Normal, n, at));
           std::memcpy(act.data() + i * a_row, row.data(), a_row);
         }
-        for (int tok : {1, 2, 3, 4, 5, 6}) {
-          std::vector<float> y[2];
-          float dot[2];
-          for (int k = 0; k < 2; ++k) {
-            cpu::force_kernels(k == 0 ? "avx2" : "avx512");
-            y[k].assign(rows * tok, 0.0f);
-            cpu::matmul(t, n, w.data(), w_row, act.data(), a_row, tok, y[k].data(), rows, 0, rows);
-            dot[k] = cpu::vec_dot(t, n, w.data(), act.data() + (tok - 1) * a_row);
-          }
-          same &= same_bits(y[0], y[1]) && bits(dot[0]) == bits(dot[1]);
-          ++cases;
-        }
+        same &= avx512_matches_avx2(t, n, rows, w.data(), w_row, act.data(), a_row, n_tok);
+        cases += n_tok;
       }
     }
-    cpu::force_kernels(nullptr);
     check(same, std::string(weft::ggml_type_name(t)) + ": matmul and vec_dot on avx512 == avx2 bitwise (" +
                     std::to_string(cases) + " cases: 1-6 activation rows, extreme and raw rows)");
   }

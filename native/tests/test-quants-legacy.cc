@@ -697,21 +697,10 @@ void test_avx512_matches_avx2() {
           const std::vector<uint8_t> row = raw_act(at, n, i % 2 ? Kind::Mixed : kind);
           act.insert(act.end(), row.begin(), row.end());
         }
-        for (int tok = 1; tok <= n_tok; ++tok) {
-          std::vector<float> y[2];
-          float dot[2];
-          for (int k = 0; k < 2; ++k) {
-            cpu::force_kernels(k == 0 ? "avx2" : "avx512");
-            y[k].assign(static_cast<size_t>(rows * tok), 0.0f);
-            cpu::matmul(t, n, w.data(), wr, act.data(), ar, tok, y[k].data(), rows, 0, rows);
-            dot[k] = cpu::vec_dot(t, n, w.data(), act.data() + (tok - 1) * ar);
-          }
-          same &= same_bits(y[0], y[1]) && bits(dot[0]) == bits(dot[1]);
-          ++cases;
-        }
+        same &= avx512_matches_avx2(t, n, rows, w.data(), wr, act.data(), ar, n_tok);
+        cases += n_tok;
       }
     }
-    cpu::force_kernels(nullptr);
     check(same, std::string(name(t)) + ": matmul and vec_dot on avx512 == avx2 bitwise (" +
                     std::to_string(cases) + " cases: 1-6 activation rows, every raw kind)");
   }
