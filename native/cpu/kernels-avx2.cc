@@ -24,32 +24,6 @@
 namespace weft::cpu::detail {
 namespace {
 
-// ---- element loaders: 8 or 1 elements of a row as f32 ----------------------------------------
-struct LdF32 {
-  using T = float;
-  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-  static float load1(const float* p) { return *p; }
-};
-
-struct LdF16 {
-  using T = uint16_t;
-  static __m256 load8(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  }
-  static float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
-};
-
-struct LdBF16 {
-  using T = uint16_t;
-  static __m256 load8(const uint16_t* p) {
-    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
-  }
-  static float load1(const uint16_t* p) {
-    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
-  }
-};
-
 // ---- float-type dots -------------------------------------------------------------------------
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)), in the order described at the top of the file.
 // PF (decode's one-row GEMV): ask for the line kPrefetchBytes ahead of each 64 bytes of weights

@@ -29,12 +29,13 @@ namespace weft::cpu::detail {
 namespace {
 
 // ---- float types ------------------------------------------------------------------------------
-// Element loaders: 16 elements as [e0..e7 | e8..e15] in one zmm, 8 into the low half, 1 scalar.
+// Element loaders: 16 elements as [e0..e7 | e8..e15] in one zmm; 8 (into the low half) and 1 as
+// AVX2's loaders (avx2-common.h) read them.
 struct ZF32 {
   using T = float;
   static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-  static __m512 load8(const float* p) { return _mm512_castps256_ps512(_mm256_loadu_ps(p)); }
-  static float load1(const float* p) { return *p; }
+  static __m512 load8(const float* p) { return _mm512_castps256_ps512(LdF32::load8(p)); }
+  static float load1(const float* p) { return LdF32::load1(p); }
 };
 
 struct ZF16 {
@@ -42,10 +43,8 @@ struct ZF16 {
   static __m512 load16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
-  static __m512 load8(const uint16_t* p) {
-    return _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-  }
-  static float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+  static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdF16::load8(p)); }
+  static float load1(const uint16_t* p) { return LdF16::load1(p); }
 };
 
 struct ZBF16 {
@@ -54,13 +53,8 @@ struct ZBF16 {
     const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
   }
-  static __m512 load8(const uint16_t* p) {
-    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    return _mm512_castps256_ps512(_mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
-  }
-  static float load1(const uint16_t* p) {
-    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
-  }
+  static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdBF16::load8(p)); }
+  static float load1(const uint16_t* p) { return LdBF16::load1(p); }
 };
 
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)) in AVX2's order (top of file). PF: decode's
