@@ -262,14 +262,6 @@ struct Q8_0Kernel {
   }
 };
 
-struct ActRepackedQ8_0 {
-  static constexpr bool kScratch = true;  // 36 * n / 32 bytes fit in the n floats given
-  static const void* row(const char* act_row, int64_t n, float* buf) {
-    q8_0_repack(act_row, n, reinterpret_cast<uint8_t*>(buf));
-    return buf;
-  }
-};
-
 // ---- attention -------------------------------------------------------------------------------
 // Scores one K row at a time (the positions left after whole tiles): the K row takes the weight
 // row's place in dot_tile against NQ query rows, so every score sees exactly the operations of a
@@ -499,7 +491,7 @@ void install_avx2(Backend& b) {
   q8.dequantize = dequantize_q8_0;
   q8.quantize = quantize_q8_0;
   q8.vec_dot = vec_dot_q8_0;
-  q8.matmul = matmul<Q8_0Kernel, ActRepackedQ8_0, Q8_0Kernel, ActRepackedQ8_0>;
+  q8.matmul = matmul<Q8_0Kernel, ActRepacked<q8_0_repack>, Q8_0Kernel, ActRepacked<q8_0_repack>>;
 
   install_legacy_quants_avx2(b);
   install_k_quants_avx2(b);

@@ -226,14 +226,6 @@ struct Q8_0Kernel {
   }
 };
 
-struct ActRepackedPairs {
-  static constexpr bool kScratch = true;
-  static const void* row(const char* act_row, int64_t n, float* buf) {
-    q8_0_repack_pairs(act_row, n, reinterpret_cast<uint8_t*>(buf));
-    return buf;
-  }
-};
-
 float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
   uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n)));
   q8_0_repack_pairs(a, n, packed);
@@ -263,7 +255,8 @@ void install_avx512(Backend& b) {
 
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
   q8.vec_dot = vec_dot_q8_0;
-  q8.matmul = matmul<Q8_0Kernel, ActRepackedPairs, Q8_0Kernel, ActRepackedPairs>;
+  q8.matmul = matmul<Q8_0Kernel, ActRepacked<q8_0_repack_pairs>, Q8_0Kernel,
+                      ActRepacked<q8_0_repack_pairs>>;
   install_legacy_quants_avx512(b);
   install_k_quants_avx512(b);
 }

@@ -94,6 +94,16 @@ struct ActWidened {
   }
 };
 
+// Q8_0 rows in a kernel's own layout, which must fit in the n floats given.
+template <void (*repack)(const void*, int64_t, uint8_t*)>
+struct ActRepacked {
+  static constexpr bool kScratch = true;
+  static const void* row(const char* act_row, int64_t n, float* buf) {
+    repack(act_row, n, reinterpret_cast<uint8_t*>(buf));
+    return buf;
+  }
+};
+
 template <class K, class Act>
 void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t act_row_bytes,
            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
