@@ -101,15 +101,6 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
   }
 }
 
-template <class W>
-float vec_dot_float(int64_t n, const void* w, const void* a) {
-  const typename W::T* wp = static_cast<const typename W::T*>(w);
-  const typename W::T* ap = static_cast<const typename W::T*>(a);
-  float out;
-  dot_tile<W, W, 1, 1>(n, &wp, &ap, &out);
-  return out;
-}
-
 // ---- Q8_0 x Q8_0 -----------------------------------------------------------------------------
 // Kernels read an activation row repacked as [nb x 32 int8 quants][nb f32 scales], nb = n / 32,
 // 36 * nb bytes: each scale is widened once per activation row instead of once per weight row
@@ -171,16 +162,6 @@ inline void dot_tile_q8_0(int64_t n, const BlockQ8_0* const* w, const uint8_t* c
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) out[i * NA + j] = hsum(_mm256_add_ps(acc0[i][j], acc1[i][j]));
   }
-}
-
-float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
-  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n / 32 * 9)));
-  q8_0_repack(a, n, packed);
-  const BlockQ8_0* wp = static_cast<const BlockQ8_0*>(w);
-  const uint8_t* ap = packed;
-  float out;
-  dot_tile_q8_0<1, 1>(n, &wp, &ap, &out);
-  return out;
 }
 
 // ---- row conversions -------------------------------------------------------------------------
@@ -471,26 +452,26 @@ void install_avx2(Backend& b) {
   using F32xF32 = FloatKernel<LdF32, LdF32>;
   b.name = "avx2";
   TypeKernels& f32 = b.types[static_cast<uint32_t>(GgmlType::F32)];
-  f32.vec_dot = vec_dot_float<LdF32>;
+  f32.vec_dot = vec_dot_row<F32xF32, ActAsIs>;
   f32.matmul = matmul<F32xF32, ActAsIs, F32xF32, ActAsIs>;
 
   TypeKernels& f16 = b.types[static_cast<uint32_t>(GgmlType::F16)];
   f16.dequantize = dequantize_f16;
   f16.quantize = quantize_f16;
-  f16.vec_dot = vec_dot_float<LdF16>;
+  f16.vec_dot = vec_dot_row<FloatKernel<LdF16, LdF16>, ActAsIs>;
   f16.matmul = matmul<FloatKernel<LdF16, LdF16>, ActAsIs, FloatKernel<LdF16, LdF32>,
                       ActWidened<dequantize_f16>>;
 
   TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
   bf16.dequantize = dequantize_bf16;
-  bf16.vec_dot = vec_dot_float<LdBF16>;
+  bf16.vec_dot = vec_dot_row<FloatKernel<LdBF16, LdBF16>, ActAsIs>;
   bf16.matmul = matmul<FloatKernel<LdBF16, LdBF16>, ActAsIs, FloatKernel<LdBF16, LdF32>,
                        ActWidened<dequantize_bf16>>;
 
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
   q8.dequantize = dequantize_q8_0;
   q8.quantize = quantize_q8_0;
-  q8.vec_dot = vec_dot_q8_0;
+  q8.vec_dot = vec_dot_row<Q8_0Kernel, ActRepacked<q8_0_repack>>;
   q8.matmul = matmul<Q8_0Kernel, ActRepacked<q8_0_repack>, Q8_0Kernel, ActRepacked<q8_0_repack>>;
 
   install_legacy_quants_avx2(b);

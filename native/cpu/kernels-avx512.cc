@@ -112,15 +112,6 @@ struct FloatKernel {
   }
 };
 
-template <class W>
-float vec_dot_float(int64_t n, const void* w, const void* a) {
-  const typename W::T* wp = static_cast<const typename W::T*>(w);
-  const typename W::T* ap = static_cast<const typename W::T*>(a);
-  float out;
-  dot_tile_float<W, W, 1, 1>(n, &wp, &ap, &out);
-  return out;
-}
-
 // F16/BF16 activation rows widened for the tiles, as kernels-avx2.cc widens them (exactly).
 template <class W>
 void widen_row(const void* src, float* dst, int64_t n) {
@@ -226,35 +217,25 @@ struct Q8_0Kernel {
   }
 };
 
-float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
-  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n)));
-  q8_0_repack_pairs(a, n, packed);
-  const BlockQ8_0* wp = static_cast<const BlockQ8_0*>(w);
-  const uint8_t* ap = packed;
-  float out;
-  dot_tile_q8_0<1, 1>(n, &wp, &ap, &out);
-  return out;
-}
-
 }  // namespace
 
 void install_avx512(Backend& b) {
   b.name = "avx512";
   using F32 = FloatKernel<ZF32, ZF32>;
   TypeKernels& f32 = b.types[static_cast<uint32_t>(GgmlType::F32)];
-  f32.vec_dot = vec_dot_float<ZF32>;
+  f32.vec_dot = vec_dot_row<F32, ActAsIs>;
   f32.matmul = matmul<F32, ActAsIs, F32, ActAsIs>;
   TypeKernels& f16 = b.types[static_cast<uint32_t>(GgmlType::F16)];
-  f16.vec_dot = vec_dot_float<ZF16>;
+  f16.vec_dot = vec_dot_row<FloatKernel<ZF16, ZF16>, ActAsIs>;
   f16.matmul = matmul<FloatKernel<ZF16, ZF16>, ActAsIs, FloatKernel<ZF16, ZF32>,
                       ActWidened<widen_row<ZF16>>>;
   TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
-  bf16.vec_dot = vec_dot_float<ZBF16>;
+  bf16.vec_dot = vec_dot_row<FloatKernel<ZBF16, ZBF16>, ActAsIs>;
   bf16.matmul = matmul<FloatKernel<ZBF16, ZBF16>, ActAsIs, FloatKernel<ZBF16, ZF32>,
                        ActWidened<widen_row<ZBF16>>>;
 
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
-  q8.vec_dot = vec_dot_q8_0;
+  q8.vec_dot = vec_dot_row<Q8_0Kernel, ActRepacked<q8_0_repack_pairs>>;
   q8.matmul = matmul<Q8_0Kernel, ActRepacked<q8_0_repack_pairs>, Q8_0Kernel,
                       ActRepacked<q8_0_repack_pairs>>;
   install_legacy_quants_avx512(b);

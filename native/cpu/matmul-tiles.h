@@ -131,6 +131,18 @@ void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t
   }
 }
 
+// vec_dot: the 1 x 1 tile, with the activation row made as Act makes it for matmul, so each
+// output of matmul is what vec_dot gives for its row.
+template <class K, class Act>
+float vec_dot_row(int64_t n, const void* w, const void* a) {
+  float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(n)) : nullptr;
+  const typename K::WT* wp = static_cast<const typename K::WT*>(w);
+  const typename K::AT* ap = static_cast<const typename K::AT*>(Act::row(static_cast<const char*>(a), n, buf));
+  float out;
+  K::template run<1, 1>(n, &wp, &ap, &out);
+  return out;
+}
+
 // KDecode reads what ActDecode makes of an activation row, KTiled what ActTiled makes of it.
 template <class KDecode, class ActDecode, class KTiled, class ActTiled>
 void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
