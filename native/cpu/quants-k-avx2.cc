@@ -78,7 +78,7 @@ __m512i halves_epi16(short lo, short hi) {
   return _mm512_inserti64x4(_mm512_set1_epi16(lo), _mm256_set1_epi16(hi), 1);
 }
 
-// int16 lanes 0-15 = x, 16-31 = y: the two 256-bit halves' sums as AVX2's one vector holds them.
+// The sum of the two 256-bit halves (int32 lanes 0-7 plus 8-15): the 8 lanes AVX2's vector holds.
 __m256i add_halves(__m512i v) {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
