@@ -18,11 +18,10 @@ inline void split(int64_t n, int tid, int nth, int64_t& b, int64_t& e) {
   e = n * (tid + 1) / nth;
 }
 
-// As ggml computes it: sum of squares in double, scale in float, then the weight multiply.
+// As ggml computes it (but for the sum's lanes, cpu::sum_squares): squares summed in double, scale
+// in float, then the weight multiply.
 void rmsnorm(const float* x, const float* w, float* out, int64_t n, float eps) {
-  double ss = 0.0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i] * x[i]);
-  const float mean = static_cast<float>(ss / static_cast<double>(n));
+  const float mean = static_cast<float>(cpu::sum_squares(x, nullptr, n) / static_cast<double>(n));
   const float scale = 1.0f / std::sqrt(mean + eps);
   for (int64_t i = 0; i < n; ++i) out[i] = (x[i] * scale) * w[i];
 }
@@ -247,11 +246,7 @@ void Forward::run(const StepBatch& b, float* logits) {
         const float* x = xr + t * E;
         const float* a = add ? add + t * E : nullptr;
         if (r != last) {
-          double ss = 0.0;
-          for (int64_t i = 0; i < E; ++i) {
-            const float v = a ? x[i] + a[i] : x[i];
-            ss += static_cast<double>(v * v);
-          }
+          const double ss = cpu::sum_squares(x, a, E);
           scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(E)) + hp.rms_eps);
           last = r;
         }

@@ -432,6 +432,29 @@ void swiglu(float* g, const float* u, int64_t n) {
   }
 }
 
+// Lanes 0-3 of the reference in lo, 4-7 in hi.
+double sum_squares(const float* x, const float* add, int64_t n) {
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_loadu_ps(x + i);
+    if (add) v = _mm256_add_ps(v, _mm256_loadu_ps(add + i));
+    const __m256 sq = _mm256_mul_ps(v, v);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(sq)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(sq, 1)));
+  }
+  double lane[8];
+  _mm256_storeu_pd(lane, lo);
+  _mm256_storeu_pd(lane + 4, hi);
+  double sum = 0;
+  for (double l : lane) sum += l;
+  for (; i < n; ++i) {
+    const float v = add ? x[i] + add[i] : x[i];
+    sum += static_cast<double>(v * v);
+  }
+  return sum;
+}
+
 template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
@@ -484,6 +507,7 @@ void install_avx2(Backend& b) {
   b.attn_exp = attn_exp;
   b.swiglu = swiglu;
   b.f32_to_fp16_row = f32_to_fp16_row;
+  b.sum_squares = sum_squares;
 }
 
 }  // namespace weft::cpu::detail

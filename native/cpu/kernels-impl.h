@@ -72,6 +72,7 @@ struct Backend {
   float (*attn_exp)(float* x, int64_t n, float shift) = nullptr;
   void (*swiglu)(float* g, const float* u, int64_t n) = nullptr;
   void (*f32_to_fp16_row)(const float* src, uint16_t* dst, int64_t n) = nullptr;
+  double (*sum_squares)(const float* x, const float* add, int64_t n) = nullptr;
 };
 
 // kernels-ref.cc: the complete portable reference.

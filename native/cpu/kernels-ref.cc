@@ -226,6 +226,22 @@ void swiglu(float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
 
+double sum_squares(const float* x, const float* add, int64_t n) {
+  auto square = [&](int64_t i) {
+    const float v = add ? x[i] + add[i] : x[i];
+    return static_cast<double>(v * v);
+  };
+  double lane[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) lane[j] += square(i + j);
+  }
+  double sum = 0;
+  for (double l : lane) sum += l;
+  for (; i < n; ++i) sum += square(i);
+  return sum;
+}
+
 // ---- the table -----------------------------------------------------------------------------
 void set(Backend& b, GgmlType t, const TypeKernels& k) { b.types[static_cast<uint32_t>(t)] = k; }
 
@@ -250,6 +266,7 @@ Backend make_ref() {
   b.attn_exp = attn_exp;
   b.swiglu = swiglu;
   b.f32_to_fp16_row = f32_to_fp16_row;
+  b.sum_squares = sum_squares;
   return b;
 }
 

@@ -208,6 +208,10 @@ float attn_exp(float* x, int64_t n, float shift) { return backend().attn_exp(x, 
 
 void swiglu(float* g, const float* u, int64_t n) { backend().swiglu(g, u, n); }
 
+double sum_squares(const float* x, const float* add, int64_t n) {
+  return backend().sum_squares(x, add, n);
+}
+
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) {
   backend().f32_to_fp16_row(src, dst, n);
 }

@@ -78,6 +78,11 @@ float attn_exp(float* x, int64_t n, float shift);
 // element's result depends only on g[i] and u[i] (within 4 ulp of the exact value on the fast path).
 void swiglu(float* g, const float* u, int64_t n);
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n);
+// The sum of squares an RMS norm divides by n, over v = x[i] + add[i] (x[i] where add is null):
+// each v * v rounded to float, as ggml squares, then summed in double over 8 lanes (element i
+// into lane i % 8 while whole groups of 8 remain, the lanes added in order, then the rest one by
+// one), so that it vectorizes and gives the same bits on every backend.
+double sum_squares(const float* x, const float* add, int64_t n);
 
 // Which implementation is active: "avx512", "avx2" or "scalar". WEFT_KERNELS=scalar (or avx2)
 // picks a narrower one than the CPU allows (tests and benches compare them).
