@@ -280,6 +280,7 @@ void Forward::run(const StepBatch& b, float* logits) {
       Prepared p = layout(xn_.data(), E, {&w.wq, &w.wk, &w.wv});
       residual_norm(n, nullptr, l > 0 ? tmp_.data() : nullptr, w.attn_norm, p, true);
       sync(kNorm);
+      prefetch_kv(tid, nth, b, l);
       matmul(tid, nth, w.wq, p, n, q_.data(), Q);
       matmul(tid, nth, w.wk, p, n, k_.data(), KV);
       matmul(tid, nth, w.wv, p, n, v_.data(), KV);
@@ -391,6 +392,45 @@ Forward::Profile Forward::take_profile() {
 // run at a time (a token stops at its own position), the online softmax update of each row, then
 // the V rows weighted into the outputs. Which thread runs an item, and which rows share a kernel
 // call, never changes the arithmetic of a row.
+bool Forward::runs_item(int64_t item, int tid, int nth) const {
+  const int64_t n_kv = m_.hp().n_head_kv;
+  const Tile& tile = tiles_[size_t(item / n_kv)];
+  const int64_t total = tiles_[size_t(n_tiles_ - 1)].cost_end * n_kv;
+  // The thread whose share of the total cost holds the middle of this item's cost runs it.
+  const int64_t end = (tile.cost_end - tile.cost) * n_kv + tile.cost * (item % n_kv + 1);
+  return (2 * end - tile.cost) * nth / (2 * total) == tid;
+}
+
+// Asks for the cached K/V rows of this thread's attention items of layer l (up to
+// kPrefetchKvBytes), to arrive while the Q/K/V projections stream their weights, so that
+// attention finds them in L2 rather than waiting on memory (the weights stream through every
+// cache level between one token and the next). Measured at batch 1 on the SmolLM2 and Qwen2.5
+// shapes, alternating with and without every 16 steps in one process: the attention phase
+// 12-15 % shorter, the projections no longer.
+void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const {
+  const HParams& hp = m_.hp();
+  const int32_t n_kv = hp.n_head_kv, bs = kv_.block_size();
+  const size_t head_bytes = size_t(hp.head_dim) * kv_.elem_bytes();
+  size_t budget = kPrefetchKvBytes;
+  for (int64_t item = 0; item < int64_t(n_tiles_) * n_kv; ++item) {
+    if (!runs_item(item, tid, nth)) continue;
+    const Tile& tile = tiles_[size_t(item / n_kv)];
+    const size_t off = size_t(item % n_kv) * head_bytes;
+    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
+    // Positions before the tile's first are in the cache already; the tile writes the rest.
+    for (int32_t j = 0; j < b.positions[tile.first]; ++j) {
+      if (budget < 2 * head_bytes) return;
+      budget -= 2 * head_bytes;
+      const uint8_t* k = kv_.k_row(l, bt[j / bs], j % bs) + off;
+      const uint8_t* v = kv_.v_row(l, bt[j / bs], j % bs) + off;
+      for (size_t o = 0; o < head_bytes; o += 64) {
+        __builtin_prefetch(k + o, 0, 2);
+        __builtin_prefetch(v + o, 0, 2);
+      }
+    }
+  }
+}
+
 void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
   const HParams& hp = m_.hp();
   const int32_t hd = hp.head_dim, n_kv = hp.n_head_kv, G = hp.n_head / hp.n_head_kv;
@@ -402,13 +442,10 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
   const size_t head_bytes = size_t(hd) * kv_.elem_bytes();
   AttnScratch& S = attn_scratch_[size_t(tid)];
 
-  const int64_t total = tiles_[size_t(n_tiles_ - 1)].cost_end * n_kv;
   for (int64_t item = 0; item < int64_t(n_tiles_) * n_kv; ++item) {
+    if (!runs_item(item, tid, nth)) continue;
     const Tile tile = tiles_[size_t(item / n_kv)];
     const int32_t g = int32_t(item % n_kv);
-    // The thread whose share of the total cost holds the middle of this item's cost runs it.
-    const int64_t end = (tile.cost_end - tile.cost) * n_kv + tile.cost * (g + 1);
-    if ((2 * end - tile.cost) * nth / (2 * total) != tid) continue;
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
     const int32_t pos0 = b.positions[tile.first];
     auto n_ctx = [&](int32_t i) { return pos0 + i + 1; };  // context of the tile's token i

@@ -80,7 +80,11 @@ class Forward {
 
   void ensure_scratch(const StepBatch& b);
   void make_tiles(const StepBatch& b);
+  // Attention item = (tile, KV head), numbered tile-major; whether thread tid of nth runs it.
+  bool runs_item(int64_t item, int tid, int nth) const;
   void attention(int tid, int nth, const StepBatch& b, int32_t l);
+  static constexpr size_t kPrefetchKvBytes = 256 * 1024;  // per thread and layer
+  void prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const;
   void lap(Op op);  // thread 0: charges the time since the last lap to op
 
   const Model& m_;
