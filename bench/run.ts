@@ -48,7 +48,11 @@ const useMmap = args.mmap ?? false;
 const reps = (batch = 0) => (quick || batch === 16 ? 1 : 3);
 const QUICK_MODELS = ['smollm2-135m-shape-Q8_0', 'smollm2-135m-shape-Q4_K_M', 'stories260Ktok512-f16', 'llama-gqa-k-q4_0'];
 
-interface Sample { weft: number[]; llamaCpp: number[]; weftTokens: number[]; profile?: NativeProfile }
+interface Sample {
+  weft: number[]; llamaCpp: number[]; weftTokens: number[]; profile?: NativeProfile;
+  /** B=1: read bandwidth around each repetition (mean of the readings just before and after). */
+  membwAround?: { weft: number[]; llamaCpp: number[] };
+}
 interface ModelResult {
   name: string;
   file: string;
@@ -112,6 +116,8 @@ async function main(): Promise<void> {
     '  from the moment every sequence has its first token (prompt processing excluded). "(k tok)": weft stopped early at EOS.',
     'llama.cpp PERF.md: llama-bench pp512/tg128 (median of 3 passes); B=4/16: batched-bench -pps S_TG (shared 512 prompt, so more context).',
     'roof%: weight bytes x decode steps/s / read bandwidth (steps/s = tok/s / B): how close decode is to streaming the weights at full speed.',
+    '  At B=1 "a / b": a against the best reading of the run; b the median over repetitions of each against the mean of',
+    '  two 256 MiB readings taken just before and just after it (the bandwidth the machine gave at that moment).',
     'others%: CPU time other processes took while that model ran (0 on a quiet machine).',
     `repetitions: ${quick ? '1' : '3, and 1 for B=16 (2048 tokens)'}.`,
   ];
@@ -218,12 +224,21 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
     log(`  pp512 weft ${fmt(median(pp.weft))} nlc ${fmt(median(pp.llamaCpp))}`);
     for (const b of BATCHES) {
       const s: Sample = res.tests[`tg B=${b}`] = { weft: [], llamaCpp: [], weftTokens: [] };
+      // At B=1 the bandwidth is also read between repetitions, for a roofline against what the
+      // machine gave at that moment (see the legend).
+      const around: Sample['membwAround'] = b === 1 ? (s.membwAround = { weft: [], llamaCpp: [] }) : undefined;
+      let before = around ? measureMembw(ROOT, THREADS, 256) : 0;
       for (let i = 0; i < reps(b); i++) {
         const prompts = Array.from({ length: b }, (_, k) => ids(SHORT_PROMPT, 1000 * (i + 1) + k));
         for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
           const rate = decodeRate(await profiled(who, s, () => r.decode(prompts, GEN)));
           s[who].push(rate.tokPerS);
           if (who === 'weft') s.weftTokens.push(rate.tokens);
+          if (around) {
+            const after = measureMembw(ROOT, THREADS, 256);
+            around[who].push((before + after) / 2);
+            before = after;
+          }
         }
       }
       log(`  tg B=${b} weft ${fmt(median(s.weft))} nlc ${fmt(median(s.llamaCpp))}`);
@@ -250,12 +265,20 @@ function rows(r: ModelResult, membw: number): string[][] {
     const w = median(s.weft);
     const l = s.llamaCpp.length ? median(s.llamaCpp) : undefined;
     const b = test === 'pp512' ? 0 : Number(test.split('=')[1]);
-    const roof = (x: number | undefined) => (b && x ? fmt((100 * r.weightBytes * (x / b)) / (membw * 1e9), 0) : '-');
+    const pct = (tokPerS: number, gbs: number) => (100 * r.weightBytes * (tokPerS / b)) / (gbs * 1e9);
+    // Against the run's best reading, and at B=1 also the median against the readings around
+    // each repetition.
+    const roof = (who: 'weft' | 'llamaCpp', x: number | undefined) => {
+      if (!b || !x) return '-';
+      const near = s.membwAround?.[who];
+      const adj = near?.length ? ` / ${fmt(median(s[who].map((t, k) => pct(t, near[k]))), 0)}` : '';
+      return fmt(pct(x, membw), 0) + adj;
+    };
     const expected = b * GEN;
     const shortRun = b && s.weftTokens.some((t) => t < expected) ? ` (${median(s.weftTokens)} tok)` : '';
     return [
       i === 0 ? r.name : '', test, fmt(w) + shortRun, fmt(l), fmt(published[test]),
-      ratio(w, l), ratio(w, published[test]), roof(w), roof(l), i === 0 ? String(r.othersPct ?? '-') : '',
+      ratio(w, l), ratio(w, published[test]), roof('weft', w), roof('llamaCpp', l), i === 0 ? String(r.othersPct ?? '-') : '',
     ];
   });
   if (r.status !== 'ok') out.push(['', r.status.slice(0, 60), '', '', '', '', '', '', '', '']);
