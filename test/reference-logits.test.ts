@@ -29,14 +29,19 @@ import { HAVE_REFDATA, refF32, refJson, refPath } from './refdata.js';
 //    1.3 / 0.7 from llama.cpp), a near-tie margin of 1.0 (MANIFEST's advice), and `f64`: our mean
 //    distance to the float64 forward pass over llama.cpp's top 64 may exceed llama.cpp's own by
 //    at most that factor (measured 0.99 / 1.02; a 1% error in dmin alone makes it 2.4 / 3.0).
-const CASES: { file: string; tol: number; tie: number; f64?: number }[] = [
+//  - The scalar backend (CPUs without AVX2, e.g. ARM) sums a Q8_0 row's block products in one
+//    float chain, as ggml's reference does, not in the AVX2 kernel's lanes, and that flips an int8
+//    activation rounding in the two Q8_0 models (0.30 / 0.24 from llama.cpp, measured with
+//    WEFT_KERNELS=scalar; the AVX2 and AVX-512 paths are 4e-6 away). There those cases take
+//    `scalar`: a flip-sized tolerance and the float64 check above (measured 1.01 / 0.99).
+const CASES: { file: string; tol: number; tie: number; f64?: number; scalar?: { tol: number; f64: number } }[] = [
   { file: 'stories260Ktok512', tol: 1e-4, tie: 1e-3 },
   { file: 'llama-mha-odd-f32', tol: 1e-4, tie: 1e-3 },
   { file: 'stories260Ktok512-f16', tol: 2e-2, tie: 0.05 },
   { file: 'stories260Ktok512-bf16', tol: 5e-2, tie: 0.1 },
   { file: 'qwen2-gqa-f16', tol: 2e-2, tie: 0.05 },
-  { file: 'llama-gqa-k-q8_0', tol: 5e-2, tie: 0.1 },
-  { file: 'qwen2-gqa-q8_0', tol: 5e-2, tie: 0.1 },
+  { file: 'llama-gqa-k-q8_0', tol: 5e-2, tie: 0.1, scalar: { tol: 0.5, f64: 1.05 } },
+  { file: 'qwen2-gqa-q8_0', tol: 5e-2, tie: 0.1, scalar: { tol: 0.5, f64: 1.05 } },
   { file: 'llama-gqa-k-q4_0', tol: 1e-4, tie: 1e-3 },
   { file: 'llama-gqa-k-q6_k', tol: 5e-2, tie: 0.1 },
   { file: 'llama-gqa-k-q4_k_m', tol: 1.3, tie: 1.0, f64: 1.05 },
@@ -64,6 +69,7 @@ describe.skipIf(!HAVE_REFDATA)('logits and greedy tokens match llama.cpp', () =>
       const ref = refJson<Ref>('refs', `${c.file}.promptA.json`);
       const model = await loadModel(refPath(ref.model_file), { kvType: 'f32', threads: 2 });
       models.push(model);
+      const { tol, f64 } = (model.info.kernels === 'scalar' && c.scalar) || c;
       expect(model.info.vocabSize).toBe(ref.n_vocab);
       const V = ref.n_vocab;
       const n = ref.prompt.tokens.length;
@@ -98,10 +104,10 @@ describe.skipIf(!HAVE_REFDATA)('logits and greedy tokens match llama.cpp', () =>
       expect(out.slice(0, upTo)).toEqual(ref.greedy.tokens.slice(0, upTo));
       let same = 0;
       while (same < out.length && out[same] === ref.greedy.tokens[same]) same++;
-      console.log(`[ref] ${c.file}: max |dlogit| ${maxDiff.toExponential(2)} (tol ${c.tol}), argmax ${argmaxChecked}/${n} checked, ` +
+      console.log(`[ref] ${c.file}: max |dlogit| ${maxDiff.toExponential(2)} (tol ${tol}), argmax ${argmaxChecked}/${n} checked, ` +
         `greedy ${same}/${ref.greedy.tokens.length} identical (asserted ${upTo})`);
-      expect(maxDiff).toBeLessThan(c.tol);
-      if (c.f64 !== undefined) {
+      expect(maxDiff).toBeLessThan(tol);
+      if (f64 !== undefined) {
         // Distance to exact math, ours against llama.cpp's, over the ids both top-64 lists hold.
         const exact = ref.exact_f64_crosscheck!.top64!;
         let ours = 0, theirs = 0;
@@ -114,7 +120,7 @@ describe.skipIf(!HAVE_REFDATA)('logits and greedy tokens match llama.cpp', () =>
           });
         }
         console.log(`[ref] ${c.file}: distance to float64 math ${(ours / theirs).toFixed(3)}x llama.cpp's`);
-        expect(ours / theirs).toBeLessThan(c.f64);
+        expect(ours / theirs).toBeLessThan(f64);
       }
     });
   }
