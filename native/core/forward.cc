@@ -385,13 +385,6 @@ Forward::Profile Forward::take_profile() {
   return p;
 }
 
-// Work item = (tile, KV head), in that order, each thread taking a contiguous run of items of
-// equal total cost (positions attended): a prefill chunk's later tiles see more context, and the
-// KV heads of one tile stay on one core as far as the split allows, which reads each cache row
-// (all heads of a slot) into one core's cache instead of two. For each chunk of positions: the scores of every query row of the item against each K row, one KV block's
-// run at a time (a token stops at its own position), the online softmax update of each row, then
-// the V rows weighted into the outputs. Which thread runs an item, and which rows share a kernel
-// call, never changes the arithmetic of a row.
 bool Forward::runs_item(int64_t item, int tid, int nth) const {
   const int64_t n_kv = m_.hp().n_head_kv;
   const Tile& tile = tiles_[size_t(item / n_kv)];
@@ -431,6 +424,13 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
   }
 }
 
+// Work item = (tile, KV head), in that order, each thread taking a contiguous run of items of
+// equal total cost (positions attended): a prefill chunk's later tiles see more context, and the
+// KV heads of one tile stay on one core as far as the split allows, which reads each cache row
+// (all heads of a slot) into one core's cache instead of two. For each chunk of positions: the scores of every query row of the item against each K row, one KV block's
+// run at a time (a token stops at its own position), the online softmax update of each row, then
+// the V rows weighted into the outputs. Which thread runs an item, and which rows share a kernel
+// call, never changes the arithmetic of a row.
 void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
   const HParams& hp = m_.hp();
   const int32_t hd = hp.head_dim, n_kv = hp.n_head_kv, G = hp.n_head / hp.n_head_kv;
