@@ -38,6 +38,7 @@
 
 #include "avx2-common.h"
 #include "kernels-impl.h"
+#include "matmul-tiles.h"
 #include "quants-k.h"
 
 namespace weft::cpu::detail {
@@ -249,8 +250,10 @@ struct Q8KForQ6 {
 };
 static_assert(sizeof(Q8KForQ6) % 4 == 0, "repacked blocks must keep d aligned");
 
-void repack_for_q6(const void* src, int64_t n, Q8KForQ6* dst) {
+// n / 256 blocks: 516 bytes per 256 elements, within the 4 * n bytes matmul-tiles.h gives.
+void repack_for_q6(const void* src, int64_t n, uint8_t* out) {
   const BlockQ8_K* x = static_cast<const BlockQ8_K*>(src);
+  Q8KForQ6* dst = reinterpret_cast<Q8KForQ6*>(out);
   const __m256i m32 = _mm256_set1_epi8(32);
   for (int64_t b = 0; b < n / kQK; ++b) {
     for (int v = 0; v < kQK / 32; ++v) {
@@ -370,54 +373,20 @@ inline void dot_tile(int64_t n, const typename K::Block* const* w, const typenam
   }
 }
 
-// How a Q8_K activation row reaches kernel K: as it is, or repacked into scratch.
-struct ActAsIs {
-  static constexpr size_t kScratchFloats = 0;  // per 256 elements
-  static const void* row(const char* act_row, int64_t, float*) { return act_row; }
-};
-
-struct ActForQ6 {
-  static constexpr size_t kScratchFloats = sizeof(Q8KForQ6) / 4;
-  static const void* row(const char* act_row, int64_t n, float* buf) {
-    repack_for_q6(act_row, n, reinterpret_cast<Q8KForQ6*>(buf));
-    return buf;
+// K's tile kernel as matmul-tiles.h's tile policy (one weight row per prefill tile).
+template <class K>
+struct Tiles {
+  using WT = typename K::Block;
+  using AT = typename K::Act;
+  static constexpr int kTileRows = 1;
+  template <int NW, int NA, bool PF = false>
+  static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
+    dot_tile<K, NW, NA, PF>(n, w, a, out);
   }
 };
 
-template <class K, class A>
-float vec_dot(int64_t n, const void* w, const void* a) {
-  float* buf = A::kScratchFloats ? scratch_floats(static_cast<size_t>(n / kQK) * A::kScratchFloats) : nullptr;
-  const typename K::Block* wp = static_cast<const typename K::Block*>(w);
-  const typename K::Act* ap = static_cast<const typename K::Act*>(A::row(static_cast<const char*>(a), n, buf));
-  float out;
-  dot_tile<K, 1, 1>(n, &wp, &ap, &out);
-  return out;
-}
-
-// ---- matmul ----------------------------------------------------------------------------------
-// Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
-// first activation row's outputs.
-template <class K, int NW, int NA, bool PF = false>
-void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::Act* const* a,
-               float* y, int64_t y_stride, int64_t c0, int64_t c1) {
-  using Block = typename K::Block;
-  int64_t r = c0;
-  for (; r + NW <= c1; r += NW) {
-    const Block* wr[NW];
-    for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const Block*>(w + (r + i) * w_row_bytes);
-    float out[NW * NA];
-    dot_tile<K, NW, NA, PF && NW == 1>(n, wr, a, out);
-    for (int i = 0; i < NW; ++i) {
-      for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
-    }
-  }
-  for (; r < c1; ++r) {
-    const Block* wr = reinterpret_cast<const Block*>(w + r * w_row_bytes);
-    float out[NA];
-    dot_tile<K, 1, NA, PF>(n, &wr, a, out);
-    for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
-  }
-}
+// Q8_K activation rows reach Q4_K/Q5_K as they are and Q6_K repacked.
+using ActForQ6 = ActRepacked<repack_for_q6>;
 
 // Decode (n_tok = 1) takes the weight rows one at a time, one sequential stream, asking for the
 // lines kPrefetchBytes further on (avx2-common.h) as the other GEMVs do: on SmolLM2's ffn_down
@@ -426,55 +395,37 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // ask as the dot reaches each super-block instead (kPrefetchAsRead): Qwen2.5's 4,864-wide
 // ffn_down rows then read 15-16 vs 11-12 GB/s (Q4_K) and 26 vs 18-20 (Q5_K, 2 threads), SmolLM2's
 // the same; Q6_K read its short rows 15-25% slower that way, so it keeps the burst.
-// Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
-// tile of up to kTile activation rows, so the chunk stays in L2 while all tiles pass over it and
-// each weight super-block unpacked feeds kTile activation rows.
-constexpr int kTile = 4;
-constexpr int64_t kChunkBytes = 256 * 1024;
-
 template <class K, class A>
-void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
-            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
-  using Act = typename K::Act;
+void gemv_k(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* y,
+            int64_t r_begin, int64_t r_end) {
+  float* buf = A::kScratch ? scratch_floats(static_cast<size_t>(n)) : nullptr;
+  const typename K::Act* a = static_cast<const typename K::Act*>(A::row(act, n, buf));
+  if constexpr (K::kPrefetchAsRead) {
+    tile_rows<Tiles<K>, 1, 1, true>(n, w, w_row_bytes, &a, y, 0, r_begin, r_end);
+  } else {
+    const int64_t row_bytes = static_cast<int64_t>(w_row_bytes);
+    const char* end = w + r_end * row_bytes;  // prefetch only what is read
+    for (int64_t r = r_begin; r < r_end; ++r) {
+      prefetch_ahead(w + r * row_bytes + kPrefetchBytes, w + (r + 1) * row_bytes + kPrefetchBytes, end);
+      tile_rows<Tiles<K>, 1, 1>(n, w, w_row_bytes, &a, y, 0, r, r + 1);
+    }
+  }
+}
+
+// Several activation rows go through matmul-tiles.h's chunked tiles (each super-block unpacked
+// feeds up to kTile activation rows while its chunk stays in L2).
+template <class K, class A>
+void matmul_k(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
+              int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
   const char* wb = static_cast<const char*>(w);
   const char* ab = static_cast<const char*>(act);
-  const int64_t row_bytes = static_cast<int64_t>(w_row_bytes);
-  if (n_tok == 1) {
-    float* buf = A::kScratchFloats ? scratch_floats(static_cast<size_t>(n / kQK) * A::kScratchFloats) : nullptr;
-    const Act* a = static_cast<const Act*>(A::row(ab, n, buf));
-    if constexpr (K::kPrefetchAsRead) {
-      tile_rows<K, 1, 1, true>(n, wb, w_row_bytes, &a, y, y_stride, r_begin, r_end);
-    } else {
-      const char* end = wb + r_end * row_bytes;  // prefetch only what is read
-      for (int64_t r = r_begin; r < r_end; ++r) {
-        prefetch_ahead(wb + r * row_bytes + kPrefetchBytes, wb + (r + 1) * row_bytes + kPrefetchBytes, end);
-        tile_rows<K, 1, 1>(n, wb, w_row_bytes, &a, y, y_stride, r, r + 1);
-      }
+  if (n_tok == 1 || w_row_bytes == 0) {  // (n = 0: every output is an empty sum)
+    for (int i = 0; i < n_tok; ++i) {
+      gemv_k<K, A>(n, wb, w_row_bytes, ab + i * act_row_bytes, y + i * y_stride, r_begin, r_end);
     }
     return;
   }
-  const int64_t chunk_rows =
-      n_tok <= kTile || row_bytes == 0 ? r_end - r_begin : 1 + (kChunkBytes - 1) / row_bytes;
-  const size_t scratch_row = static_cast<size_t>(n / kQK) * A::kScratchFloats;
-  float* buf = A::kScratchFloats ? scratch_floats(kTile * scratch_row) : nullptr;
-  for (int64_t c0 = r_begin; c0 < r_end; c0 += chunk_rows) {
-    const int64_t c1 = c0 + chunk_rows < r_end ? c0 + chunk_rows : r_end;
-    for (int i0 = 0; i0 < n_tok; i0 += kTile) {
-      const int nt = n_tok - i0 < kTile ? n_tok - i0 : kTile;
-      const Act* a[kTile];
-      for (int j = 0; j < nt; ++j) {
-        float* dst = A::kScratchFloats ? buf + j * scratch_row : nullptr;
-        a[j] = static_cast<const Act*>(A::row(ab + (i0 + j) * act_row_bytes, n, dst));
-      }
-      float* yt = y + i0 * y_stride;
-      switch (nt) {
-        case 1: tile_rows<K, 1, 1>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 2: tile_rows<K, 1, 2>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 3: tile_rows<K, 1, 3>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        default: tile_rows<K, 1, kTile>(n, wb, w_row_bytes, a, yt, y_stride, c0, c1); break;
-      }
-    }
-  }
+  tiled<Tiles<K>, A>(n, wb, w_row_bytes, ab, act_row_bytes, n_tok, y, y_stride, r_begin, r_end);
 }
 
 // ---- Q8_K activation quantizer ----------------------------------------------------------------
@@ -549,14 +500,14 @@ void install_k_quants_avx2(Backend& b) {
   b.types[static_cast<uint32_t>(GgmlType::Q8_K)].quantize = quantize_q8_k;
 #endif
   TypeKernels& q4 = b.types[static_cast<uint32_t>(GgmlType::Q4_K)];
-  q4.vec_dot = vec_dot<Q4K, ActAsIs>;
-  q4.matmul = matmul<Q4K, ActAsIs>;
+  q4.vec_dot = vec_dot_row<Tiles<Q4K>, ActAsIs>;
+  q4.matmul = matmul_k<Q4K, ActAsIs>;
   TypeKernels& q5 = b.types[static_cast<uint32_t>(GgmlType::Q5_K)];
-  q5.vec_dot = vec_dot<Q5K, ActAsIs>;
-  q5.matmul = matmul<Q5K, ActAsIs>;
+  q5.vec_dot = vec_dot_row<Tiles<Q5K>, ActAsIs>;
+  q5.matmul = matmul_k<Q5K, ActAsIs>;
   TypeKernels& q6 = b.types[static_cast<uint32_t>(GgmlType::Q6_K)];
-  q6.vec_dot = vec_dot<Q6K, ActForQ6>;
-  q6.matmul = matmul<Q6K, ActForQ6>;
+  q6.vec_dot = vec_dot_row<Tiles<Q6K>, ActForQ6>;
+  q6.matmul = matmul_k<Q6K, ActForQ6>;
 }
 
 }  // namespace weft::cpu::detail
