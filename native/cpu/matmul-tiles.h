@@ -1,4 +1,5 @@
-// The matmul driver the float and Q8_0 kernels of kernels-avx2.cc and kernels-avx512.cc share:
+// The matmul driver the float and Q8_0 kernels of kernels-avx2.cc and kernels-avx512.cc share
+// (and the K-quant kernels of quants-k-avx2.cc, all but their decode GEMV):
 // how rows are walked, split into tiles and chunked, given a kernel policy K that computes one
 // NW x NA tile (K::run<NW, NA, PF>, with K::WT / K::AT its weight and activation element types
 // and K::kTileRows its prefill tile height). Include it only from an ISA translation unit, after
