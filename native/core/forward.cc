@@ -472,11 +472,16 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
         i = e;
       }
     };
-    // Calls fn(j, j_end, block, slot of j) for each run of positions [j, j_end) of [j0, j1) held
-    // in one KV block (the rows of a block's slots are contiguous).
+    // Calls fn(j, j_end, block, slot of j) for each run of positions [j, j_end) of [j0, j1) whose
+    // rows are contiguous: one KV block's, or several whose ids follow one another (the cache
+    // stores block b + 1 right after block b, and the block manager hands out the lowest free id,
+    // so a prompt's blocks, or a lone sequence's, mostly do). Fewer, longer kernel calls: at batch
+    // 1 the attention phase was 14-28 % shorter than with a call per 16-slot block (in-process A/B,
+    // SmolLM2 and Qwen2.5 shapes); each score and each value step is computed the same way in either.
     auto by_block = [&](int32_t j0, int32_t j1, auto&& fn) {
       for (int32_t j = j0; j < j1;) {
-        const int32_t j_end = std::min(j1, (j / bs + 1) * bs);
+        int32_t j_end = std::min(j1, (j / bs + 1) * bs);
+        while (j_end < j1 && bt[j_end / bs] == bt[(j_end - 1) / bs] + 1) j_end = std::min(j1, j_end + bs);
         fn(j, j_end, bt[j / bs], j % bs);
         j = j_end;
       }
