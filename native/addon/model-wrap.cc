@@ -63,7 +63,7 @@ class LoadWorker : public PromiseWorker {
     int64_t tokens = o_.kv_tokens > 0 ? o_.kv_tokens : std::min<int64_t>(hp.n_ctx_train, 8192);
     const int64_t n_blocks = (tokens + o_.block_size - 1) / o_.block_size;
     if (n_blocks > (int64_t(1) << 30)) fail(ErrorCode::InvalidArgument, "kvCacheTokens " + std::to_string(tokens) + " is too large");
-    e->kv = std::make_unique<KvCache>(hp.n_layer, hp.n_head_kv * hp.head_dim, static_cast<int32_t>(n_blocks), o_.block_size, o_.kv_type);
+    e->kv = std::make_unique<KvCache>(hp.n_layer, hp.n_head_kv, hp.head_dim, static_cast<int32_t>(n_blocks), o_.block_size, o_.kv_type);
     e->pool = std::make_unique<cpu::ThreadPool>(o_.threads > 0 ? o_.threads : cpu::physical_cores());
     e->forward = std::make_unique<Forward>(*e->model, *e->kv, *e->pool);
     for (int i = 0; i < e->pool->size(); ++i) e->samplers.push_back(std::make_unique<Sampler>(hp.n_vocab));

@@ -8,15 +8,15 @@
 
 namespace weft {
 
-KvCache::KvCache(int32_t n_layer, int32_t n_kv_dim, int32_t n_blocks, int32_t block_size, KvType type)
-    : n_layer_(n_layer), n_kv_dim_(n_kv_dim), n_blocks_(n_blocks), block_size_(block_size), type_(type) {
-  if (n_blocks < 1 || block_size < 1 || block_size > 4096 || n_layer < 1 || n_kv_dim < 1) {
+KvCache::KvCache(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n_blocks, int32_t block_size, KvType type)
+    : n_layer_(n_layer), n_head_kv_(n_head_kv), head_dim_(head_dim), n_blocks_(n_blocks), block_size_(block_size), type_(type) {
+  if (n_blocks < 1 || block_size < 1 || block_size > 4096 || n_layer < 1 || n_head_kv < 1 || head_dim < 1) {
     fail(ErrorCode::InvalidArgument, "KV cache of " + std::to_string(n_blocks) + " blocks of " + std::to_string(block_size) +
                                          " tokens is impossible");
   }
-  row_bytes_ = static_cast<size_t>(n_kv_dim) * elem_bytes();
+  row_bytes_ = static_cast<size_t>(head_dim) * elem_bytes();
   size_t rows = 0;
-  if (__builtin_mul_overflow(static_cast<size_t>(n_layer) * 2, static_cast<size_t>(n_blocks), &rows) ||
+  if (__builtin_mul_overflow(static_cast<size_t>(n_layer) * 2 * static_cast<size_t>(n_head_kv), static_cast<size_t>(n_blocks), &rows) ||
       __builtin_mul_overflow(rows, static_cast<size_t>(block_size), &rows) ||
       __builtin_mul_overflow(rows, row_bytes_, &bytes_)) {
     fail(ErrorCode::InvalidArgument, "KV cache size overflows");
@@ -32,7 +32,9 @@ KvCache::KvCache(int32_t n_layer, int32_t n_kv_dim, int32_t n_blocks, int32_t bl
 void KvCache::copy_block(int32_t src, int32_t dst) {
   const size_t block_bytes = static_cast<size_t>(block_size_) * row_bytes_;
   for (int32_t l = 0; l < n_layer_; ++l) {
-    for (int kv = 0; kv < 2; ++kv) std::memcpy(row(kv, l, dst, 0), row(kv, l, src, 0), block_bytes);
+    for (int kv = 0; kv < 2; ++kv) {
+      for (int32_t h = 0; h < n_head_kv_; ++h) std::memcpy(row(kv, l, h, dst, 0), row(kv, l, h, src, 0), block_bytes);
+    }
   }
 }
 
