@@ -509,11 +509,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
         for (int32_t h = 0; h < G; ++h) {
           const size_t r = size_t(i) * G + h;
           float* p = &S.p[r * kChunk];
-          float mx = S.m[r];
-          for (int32_t j = 0; j < cnt; ++j) {
-            p[j] *= scale;
-            mx = std::max(mx, p[j]);
-          }
+          const float mx = cpu::attn_scale_max(p, cnt, scale, S.m[r]);
           if (mx > S.m[r] && S.m[r] != -INFINITY) {
             const float f = std::exp(S.m[r] - mx);
             for (int32_t e = 0; e < hd; ++e) S.o[r][e] *= f;

@@ -17,6 +17,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "avx2-common.h"
 #include "kernels-impl.h"
 #include "matmul-tiles.h"
@@ -413,6 +415,24 @@ float attn_exp(float* x, int64_t n, float shift) {
   return hsum(acc);
 }
 
+// Eight running maxima, then the largest of them: max is exact, so the order does not matter.
+float attn_scale_max(float* x, int64_t n, float scale, float init) {
+  const __m256 s = _mm256_set1_ps(scale);
+  __m256 mx = _mm256_set1_ps(init);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + j), s);
+    _mm256_storeu_ps(x + j, v);
+    mx = _mm256_max_ps(mx, v);
+  }
+  alignas(32) float lane[8];
+  _mm256_store_ps(lane, mx);
+  float m = lane[0];
+  for (int i = 1; i < 8; ++i) m = std::max(m, lane[i]);
+  for (; j < n; ++j) m = std::max(m, x[j] *= scale);
+  return m;
+}
+
 // silu(x) = x * sigmoid(x) from e = exp(-|x|), which never overflows: sigmoid(x) = 1 / (1 + e)
 // for x >= 0 and e / (1 + e) below. The n % 8 tail goes through the same code in a padded vector.
 __m256 swiglu8(__m256 g, __m256 u) {
@@ -505,6 +525,7 @@ void install_avx2(Backend& b) {
   b.attn_values_f32 = attn_values<LdF32>;
   b.attn_values_f16 = attn_values<LdF16>;
   b.attn_exp = attn_exp;
+  b.attn_scale_max = attn_scale_max;
   b.swiglu = swiglu;
   b.f32_to_fp16_row = f32_to_fp16_row;
   b.sum_squares = sum_squares;

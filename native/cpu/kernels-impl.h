@@ -70,6 +70,7 @@ struct Backend {
   void (*attn_values_f32)(int64_t, const float*, int64_t, int, const float*, int64_t, int, float* const*) = nullptr;
   void (*attn_values_f16)(int64_t, const float*, int64_t, int, const uint16_t*, int64_t, int, float* const*) = nullptr;
   float (*attn_exp)(float* x, int64_t n, float shift) = nullptr;
+  float (*attn_scale_max)(float* x, int64_t n, float scale, float init) = nullptr;
   void (*swiglu)(float* g, const float* u, int64_t n) = nullptr;
   void (*f32_to_fp16_row)(const float* src, uint16_t* dst, int64_t n) = nullptr;
   double (*sum_squares)(const float* x, const float* add, int64_t n) = nullptr;

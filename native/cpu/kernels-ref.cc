@@ -4,6 +4,7 @@
 // Written to be obviously right rather than fast: float dots accumulate in double (as ggml's
 // scalar path does), the Q8_0 dot follows ggml's reference block by block. It is also what runs
 // on CPUs without AVX2, and what the AVX2 path is tested against.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -222,6 +223,12 @@ float attn_exp(float* x, int64_t n, float shift) {
   return static_cast<float>(sum);
 }
 
+float attn_scale_max(float* x, int64_t n, float scale, float init) {
+  float mx = init;
+  for (int64_t j = 0; j < n; ++j) mx = std::max(mx, x[j] *= scale);
+  return mx;
+}
+
 void swiglu(float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
 }
@@ -264,6 +271,7 @@ Backend make_ref() {
   b.attn_values_f32 = attn_values<float>;
   b.attn_values_f16 = attn_values<uint16_t>;
   b.attn_exp = attn_exp;
+  b.attn_scale_max = attn_scale_max;
   b.swiglu = swiglu;
   b.f32_to_fp16_row = f32_to_fp16_row;
   b.sum_squares = sum_squares;

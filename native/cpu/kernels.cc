@@ -206,6 +206,10 @@ void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const
 
 float attn_exp(float* x, int64_t n, float shift) { return backend().attn_exp(x, n, shift); }
 
+float attn_scale_max(float* x, int64_t n, float scale, float init) {
+  return backend().attn_scale_max(x, n, scale, init);
+}
+
 void swiglu(float* g, const float* u, int64_t n) { backend().swiglu(g, u, n); }
 
 double sum_squares(const float* x, const float* add, int64_t n) {

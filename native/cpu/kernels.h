@@ -74,6 +74,10 @@ void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const
 // where exp(x[j] - shift) is below FLT_MIN). Each element's result depends only on its value, and
 // the sum only on x and n.
 float attn_exp(float* x, int64_t n, float shift);
+// x[j] *= scale for j < n, and returns the largest of init and the scaled x[j]: a chunk's scaled
+// scores and its row's new running max. Exact (one rounding per product, max exact), so every
+// backend gives the same bits.
+float attn_scale_max(float* x, int64_t n, float scale, float init);
 // SwiGLU's gating, in place: g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + exp(-x)). Each
 // element's result depends only on g[i] and u[i] (within 4 ulp of the exact value on the fast path).
 void swiglu(float* g, const float* u, int64_t n);

@@ -477,6 +477,27 @@ void test_attention() {
     }
     for (float s : {sum, sum_ref}) exp_sum_ok &= std::fabs(s - exact_sum) <= (n + 4) * 4 * kU * exact_sum;
   }
+  // attn_scale_max: bit-identical to the reference over every n % 8 tail, with the max in the
+  // body, in the tail, or the init.
+  bool scale_max_ok = true;
+  for (int64_t n : {0, 1, 7, 8, 9, 16, 23, 64}) {
+    for (int where = 0; where < 3; ++where) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) v = uniform(-50.0f, 50.0f);
+      if (n > 0) x[where == 0 ? 0 : size_t(n - 1)] = 80.0f;
+      const float init = where == 2 ? 1e9f : -INFINITY;
+      const std::vector<float> orig = x;
+      std::vector<float> xr = x;
+      const float got = cpu::attn_scale_max(x.data(), n, 0.125f, init);
+      const float want = on_ref([&] { return cpu::attn_scale_max(xr.data(), n, 0.125f, init); });
+      float expect = init;
+      for (float v : xr) expect = std::max(expect, v);
+      scale_max_ok &= bits(got) == bits(want) && got == expect && std::memcmp(x.data(), xr.data(), x.size() * sizeof(float)) == 0;
+      for (size_t j = 0; j < x.size(); ++j) scale_max_ok &= x[j] == orig[j] * 0.125f;
+    }
+  }
+  check(scale_max_ok, std::string("attn_scale_max on ") + cpu::kernel_backend() + ": scaled row and max bit-identical to the reference");
+
   char buf[160];
   std::snprintf(buf, sizeof buf, "attn_exp within 3 ulp of exp on both paths (worst err/bound %.3f)", worst_exp);
   check(worst_exp <= 1.0, buf);
