@@ -37,6 +37,7 @@ const PROMPT = 512;      // prefill length (llama-bench pp512)
 const GEN = 128;         // tokens per sequence (tg128)
 const SHORT_PROMPT = 16; // each decoding sequence's own prompt
 const BATCHES = [1, 4, 16];
+const LONG_TEST = `tg B=1 @${PROMPT}`;
 
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'wait-idle': { type: 'boolean' }, profile: { type: 'boolean' }, mmap: { type: 'boolean' } },
@@ -114,7 +115,9 @@ async function main(): Promise<void> {
     'tok/s, medians over repetitions. pp512: one 512-token prompt (random ids) from an empty cache.',
     `tg B=n: n sequences at once, each greedy-decoding ${GEN} tokens after its own ${SHORT_PROMPT}-token prompt; aggregate tok/s counted`,
     '  from the moment every sequence has its first token (prompt processing excluded). "(k tok)": weft stopped early at EOS.',
-    'llama.cpp PERF.md: llama-bench pp512/tg128 (median of 3 passes); B=4/16: batched-bench -pps S_TG (shared 512 prompt, so more context).',
+    `${LONG_TEST}: one sequence greedy-decoding ${GEN} tokens after a ${PROMPT}-token prompt (context ${PROMPT}-${PROMPT + GEN}), tok/s as above.`,
+    'llama.cpp PERF.md: llama-bench pp512/tg128 (median of 3 passes); B=4/16: batched-bench -pps S_TG (shared 512 prompt, so more context);',
+    `  ${LONG_TEST}: batched-bench -pps B=1 S_TG (the same context).`,
     'roof%: weight bytes x decode steps/s / read bandwidth (steps/s = tok/s / B): how close decode is to streaming the weights at full speed.',
     '  At B=1 "a / b": a against the best reading of the run; b the median over repetitions of each against the mean of',
     '  two 256 MiB readings taken just before and just after it (the bandwidth the machine gave at that moment).',
@@ -243,6 +246,17 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
       }
       log(`  tg B=${b} weft ${fmt(median(s.weft))} nlc ${fmt(median(s.llamaCpp))}`);
     }
+    // Decode over a longer context, where attention's share of a step grows: batched-bench's
+    // B=1 -pps setup (512-token prompt, then 128 tokens).
+    const far: Sample = res.tests[LONG_TEST] = { weft: [], llamaCpp: [], weftTokens: [] };
+    for (let i = 0; i < reps(); i++) {
+      for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
+        const rate = decodeRate(await profiled(who, far, () => r.decode([ids(PROMPT, 5000 + i)], GEN)));
+        far[who].push(rate.tokPerS);
+        if (who === 'weft') far.weftTokens.push(rate.tokens);
+      }
+    }
+    log(`  ${LONG_TEST} weft ${fmt(median(far.weft))} nlc ${fmt(median(far.llamaCpp))}`);
   } catch (e) {
     res.status = failure(e);
     log(`  ${res.status}`);
@@ -260,16 +274,17 @@ function rows(r: ModelResult, membw: number): string[][] {
   }
   const published: Record<string, number | undefined> = {
     pp512: r.published?.pp512, 'tg B=1': r.published?.tg128, 'tg B=4': r.published?.tgB4, 'tg B=16': r.published?.tgB16,
+    [LONG_TEST]: r.published?.tgB1At512,
   };
   const out = Object.entries(r.tests).map(([test, s], i) => {
     const w = median(s.weft);
     const l = s.llamaCpp.length ? median(s.llamaCpp) : undefined;
-    const b = test === 'pp512' ? 0 : Number(test.split('=')[1]);
+    const b = test === 'pp512' ? 0 : Number(/B=(\d+)/.exec(test)?.[1]);
     const pct = (tokPerS: number, gbs: number) => (100 * r.weightBytes * (tokPerS / b)) / (gbs * 1e9);
     // Against the run's best reading, and at B=1 also the median against the readings around
     // each repetition.
     const roof = (who: 'weft' | 'llamaCpp', x: number | undefined) => {
-      if (!b || !x) return '-';
+      if (!b || !x || test === LONG_TEST) return '-';  // its K/V reads are not in weightBytes
       const near = s.membwAround?.[who];
       const adj = near?.length ? ` / ${fmt(median(s[who].map((t, k) => pct(t, near[k]))), 0)}` : '';
       return fmt(pct(x, membw), 0) + adj;
