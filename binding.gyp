@@ -9,6 +9,7 @@
         "native/core/model.cc",
         "native/core/kv-cache.cc",
         "native/core/forward.cc",
+        "native/core/attention.cc",
         "native/core/sampler.cc",
         "native/cpu/kernels.cc",
         "native/cpu/kernels-ref.cc",

@@ -266,6 +266,28 @@ describe('weft against the float64 reference on random-weight models', () => {
   });
 });
 
+// 700 tokens: past two 256-position attention segments, whose partial softmaxes weft folds in
+// order, on whichever threads ran them.
+const LONG = Array.from({ length: 700 }, (_, i) => (i === 0 ? 1 : 259 + ((i * 37) % 52)));
+
+describe('a context of several attention segments', () => {
+  // qwen3 has 2 KV heads (groups of 3), the MQA case 1: with 2 or 3 threads, a head's segments
+  // are shared between threads both in prefill tiles and in single-token steps.
+  for (const c of [CASES[0], CASES[1]]) {
+    it(`${c.name}: logits within ${REL_TOL} of the reference, bit-identical whatever the threads and step size`, async () => {
+      const { file, dataOffset } = await write(`${c.name}-long`, c.spec);
+      const want = flat((await RefModel.load(file, dataOffset)).forward(LONG));
+      const base = await weftLogits(file, LONG, { kvCacheTokens: 1024 });
+      expect(maxDiff(base, want)).toBeLessThan(REL_TOL * maxAbs(want));
+      for (const opts of [{ threads: 1 }, { threads: 3 }, { stepTokens: 1 }, { stepTokens: 1, threads: 3 }, { stepTokens: 7, blockSize: 5 }]) {
+        const got = await weftLogits(file, LONG, { kvCacheTokens: 1024, ...opts });
+        // The first logit that differs (-1: none), rather than a diff of 700 rows.
+        expect(got.findIndex((x, i) => !Object.is(x, base[i])), JSON.stringify(opts)).toBe(-1);
+      }
+    }, 60_000);
+  }
+});
+
 describe('files weft refuses', () => {
   it('an unknown architecture is E_UNSUPPORTED naming it', async () => {
     const file = path.join(dir, 'unknown-arch.gguf');

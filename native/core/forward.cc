@@ -119,6 +119,9 @@ Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(mo
     size(s.o, rows);
     size(s.m, rows);
     size(s.l, rows);
+    size(s.o2, rows * size_t(hp.head_dim));
+    size(s.m2, rows);
+    size(s.l2, rows);
   }
 }
 
@@ -142,22 +145,6 @@ void Forward::ensure_scratch(const StepBatch& b) {
   // Every dot type costs at most 4 bytes per element.
   const size_t widest = std::max({size_t(hp.n_embd), q_dim, size_t(hp.n_ff)});
   for (auto& a : act_) grow(a, n * widest * 4);
-}
-
-// Cuts the batch into attention tiles: runs of tokens of one sequence at consecutive positions.
-void Forward::make_tiles(const StepBatch& b) {
-  n_tiles_ = 0;
-  for (int32_t t = 0; t < b.n_tokens;) {
-    int32_t n = 1;
-    while (n < kTileTokens && t + n < b.n_tokens && b.seq_idx[t + n] == b.seq_idx[t] &&
-           b.positions[t + n] == b.positions[t + n - 1] + 1) {
-      ++n;
-    }
-    const int64_t cost = int64_t(n) * b.positions[t] + int64_t(n) * (n + 1) / 2;
-    tiles_[size_t(n_tiles_)] = {t, n, cost, (n_tiles_ > 0 ? tiles_[size_t(n_tiles_ - 1)].cost_end : 0) + cost};
-    ++n_tiles_;
-    t += n;
-  }
 }
 
 void Forward::run(const StepBatch& b, float* logits) {
@@ -324,7 +311,10 @@ void Forward::run(const StepBatch& b, float* logits) {
       sync(kAttention);
 
       p = layout(attn_.data(), Q, {&w.wo});
-      columns(n, Q, p.align, [&](int64_t t, int64_t c0, int64_t c1) { convert(p, attn_.data(), Q, t, c0, c1); });
+      columns(n, Q, p.align, [&](int64_t t, int64_t c0, int64_t c1) {
+        if (n_splits_ > 0) finish_splits(t, c0, c1);
+        convert(p, attn_.data(), Q, t, c0, c1);
+      });
       sync(kAttnOutQuant);
       matmul(tid, nth, w.wo, p, n, tmp_.data(), E);
       sync(kWo);
@@ -382,161 +372,6 @@ Forward::Profile Forward::take_profile() {
   Profile p = profile_;
   profile_ = Profile();
   return p;
-}
-
-bool Forward::runs_item(int64_t item, int tid, int nth) const {
-  const int64_t n_kv = m_.hp().n_head_kv;
-  const Tile& tile = tiles_[size_t(item / n_kv)];
-  const int64_t total = tiles_[size_t(n_tiles_ - 1)].cost_end * n_kv;
-  // The thread whose share of the total cost holds the middle of this item's cost runs it.
-  const int64_t end = (tile.cost_end - tile.cost) * n_kv + tile.cost * (item % n_kv + 1);
-  return (2 * end - tile.cost) * nth / (2 * total) == tid;
-}
-
-// Asks for the cached K/V rows of this thread's attention items of layer l (up to
-// kPrefetchKvBytes), to arrive while the Q/K/V projections stream their weights, so that
-// attention finds them in L2 rather than waiting on memory (the weights stream through every
-// cache level between one token and the next). Measured at batch 1 on the SmolLM2 and Qwen2.5
-// shapes, alternating with and without every 16 steps in one process: the attention phase 15-35 %
-// shorter, the projections 3-10 % longer (the prefetches share their stream), whole steps -0.4 to
-// +2.8 % faster over six rounds.
-void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const {
-  const HParams& hp = m_.hp();
-  const int32_t n_kv = hp.n_head_kv, bs = kv_.block_size();
-  const size_t head_bytes = size_t(hp.head_dim) * kv_.elem_bytes();
-  size_t budget = kPrefetchKvBytes;
-  for (int64_t item = 0; item < int64_t(n_tiles_) * n_kv; ++item) {
-    if (!runs_item(item, tid, nth)) continue;
-    const Tile& tile = tiles_[size_t(item / n_kv)];
-    const int32_t g = int32_t(item % n_kv);
-    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
-    // Positions before the tile's first are in the cache already; the tile writes the rest.
-    for (int32_t j = 0; j < b.positions[tile.first]; ++j) {
-      if (budget < 2 * head_bytes) return;
-      budget -= 2 * head_bytes;
-      const uint8_t* k = kv_.k_row(l, g, bt[j / bs], j % bs);
-      const uint8_t* v = kv_.v_row(l, g, bt[j / bs], j % bs);
-      for (size_t o = 0; o < head_bytes; o += 64) {
-        __builtin_prefetch(k + o, 0, 2);
-        __builtin_prefetch(v + o, 0, 2);
-      }
-    }
-  }
-}
-
-// Work item = (tile, KV head), in that order, each thread taking a contiguous run of items of
-// equal total cost (positions attended): a prefill chunk's later tiles see more context. (Taking
-// the items head-major instead, so that a thread's tiles of one sequence meet the same head's rows
-// in its L2, made no difference at pp512 or pp2048 on SmolLM2.) For each chunk of positions: the
-// scores of every query row of the item against each K row, one run of adjacent KV blocks at a
-// time (a token stops at its own position), the online softmax update of each row, then
-// the V rows weighted into the outputs. Which thread runs an item, and which rows share a kernel
-// call, never changes the arithmetic of a row.
-void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
-  const HParams& hp = m_.hp();
-  const int32_t hd = hp.head_dim, n_kv = hp.n_head_kv, G = hp.n_head / hp.n_head_kv;
-  const int64_t Q = int64_t(hp.n_head) * hd;
-  const int32_t bs = kv_.block_size();
-  const int64_t slot_stride = hd;  // elements from one slot's row to the next
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const bool f16 = kv_.type() == KvType::F16;
-  AttnScratch& S = attn_scratch_[size_t(tid)];
-
-  for (int64_t item = 0; item < int64_t(n_tiles_) * n_kv; ++item) {
-    if (!runs_item(item, tid, nth)) continue;
-    const Tile tile = tiles_[size_t(item / n_kv)];
-    const int32_t g = int32_t(item % n_kv);
-    const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
-    const int32_t pos0 = b.positions[tile.first];
-    auto n_ctx = [&](int32_t i) { return pos0 + i + 1; };  // context of the tile's token i
-
-    // Row r = i * G + h: query head g * G + h of token i.
-    for (int32_t i = 0; i < tile.n; ++i) {
-      for (int32_t h = 0; h < G; ++h) {
-        const size_t r = size_t(i) * G + h, at = size_t((tile.first + i) * Q + int64_t(g * G + h) * hd);
-        S.q[r] = &q_[at];
-        S.o[r] = &attn_[at];
-        std::fill(S.o[r], S.o[r] + hd, 0.0f);
-        S.m[r] = -INFINITY;
-        S.l[r] = 0.0;
-      }
-    }
-    // Calls fn(i0, i1, n_pos) for the tokens [i0, i1) that see the same n_pos > 0 positions of
-    // [j, j_end): tokens share a call as long as their contexts cover the same part of it.
-    auto by_reach = [&](int32_t i, int32_t j, int32_t j_end, auto&& fn) {
-      while (i < tile.n) {
-        const int32_t cnt = std::min(n_ctx(i), j_end) - j;
-        int32_t e = i + 1;
-        while (e < tile.n && std::min(n_ctx(e), j_end) - j == cnt) ++e;
-        if (cnt > 0) fn(i, e, cnt);
-        i = e;
-      }
-    };
-    // Calls fn(j, j_end, block, slot of j) for each run of positions [j, j_end) of [j0, j1) whose
-    // rows are contiguous: one KV block's, or several whose ids follow one another (the cache
-    // stores block b + 1 right after block b, and the block manager hands out the lowest free id,
-    // so a prompt's blocks, or a lone sequence's, mostly do). Fewer, longer kernel calls: at batch
-    // 1 the attention phase was 14-28 % shorter than with a call per 16-slot block (in-process A/B,
-    // SmolLM2 and Qwen2.5 shapes); each score and each value step is computed the same way in either.
-    auto by_block = [&](int32_t j0, int32_t j1, auto&& fn) {
-      for (int32_t j = j0; j < j1;) {
-        int32_t j_end = std::min(j1, (j / bs + 1) * bs);
-        while (j_end < j1 && bt[j_end / bs] == bt[(j_end - 1) / bs] + 1) j_end = std::min(j1, j_end + bs);
-        fn(j, j_end, bt[j / bs], j % bs);
-        j = j_end;
-      }
-    };
-
-    for (int32_t j0 = 0; j0 < n_ctx(tile.n - 1); j0 += kChunk) {
-      const int32_t j1 = std::min(j0 + kChunk, n_ctx(tile.n - 1));
-      int32_t first = 0;  // tokens before it ended their context before this chunk
-      while (n_ctx(first) <= j0) ++first;
-
-      by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
-        const uint8_t* k = kv_.k_row(l, g, blk, slot);
-        by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
-          const size_t r0 = size_t(i0) * G;
-          const int n_q = (i1 - i0) * G;
-          float* s = &S.p[r0 * kChunk + size_t(j - j0)];
-          if (f16) cpu::attn_scores_f16(hd, &S.q[r0], n_q, reinterpret_cast<const uint16_t*>(k), slot_stride, cnt, s, kChunk);
-          else cpu::attn_scores_f32(hd, &S.q[r0], n_q, reinterpret_cast<const float*>(k), slot_stride, cnt, s, kChunk);
-        });
-      });
-
-      // Online softmax: rescale what the row holds when its max grows, then exponentiate.
-      for (int32_t i = first; i < tile.n; ++i) {
-        const int32_t cnt = std::min(n_ctx(i), j1) - j0;
-        for (int32_t h = 0; h < G; ++h) {
-          const size_t r = size_t(i) * G + h;
-          float* p = &S.p[r * kChunk];
-          const float mx = cpu::attn_scale_max(p, cnt, scale, S.m[r]);
-          if (mx > S.m[r] && S.m[r] != -INFINITY) {
-            const float f = std::exp(S.m[r] - mx);
-            for (int32_t e = 0; e < hd; ++e) S.o[r][e] *= f;
-            S.l[r] *= f;
-          }
-          S.m[r] = mx;
-          S.l[r] += cpu::attn_exp(p, cnt, mx);
-        }
-      }
-
-      by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
-        const uint8_t* v = kv_.v_row(l, g, blk, slot);
-        by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
-          const size_t r0 = size_t(i0) * G;
-          const int n_q = (i1 - i0) * G;
-          const float* p = &S.p[r0 * kChunk + size_t(j - j0)];
-          if (f16) cpu::attn_values_f16(hd, p, kChunk, n_q, reinterpret_cast<const uint16_t*>(v), slot_stride, cnt, &S.o[r0]);
-          else cpu::attn_values_f32(hd, p, kChunk, n_q, reinterpret_cast<const float*>(v), slot_stride, cnt, &S.o[r0]);
-        });
-      });
-    }
-
-    for (size_t r = 0; r < size_t(tile.n) * G; ++r) {
-      const float inv = static_cast<float>(1.0 / S.l[r]);
-      for (int32_t e = 0; e < hd; ++e) S.o[r][e] *= inv;
-    }
-  }
 }
 
 }  // namespace weft
