@@ -274,15 +274,19 @@ describe('a context of several attention segments', () => {
   // qwen3 has 2 KV heads (groups of 3), the MQA case 1: with 2 or 3 threads, a head's segments
   // are shared between threads both in prefill tiles and in single-token steps.
   for (const c of [CASES[0], CASES[1]]) {
-    it(`${c.name}: logits within ${REL_TOL} of the reference, bit-identical whatever the threads and step size`, async () => {
+    it(`${c.name}: logits within ${REL_TOL} of the reference, bit-identical whatever the threads and step size (f32 and f16 caches)`, async () => {
       const { file, dataOffset } = await write(`${c.name}-long`, c.spec);
       const want = flat((await RefModel.load(file, dataOffset)).forward(LONG));
       const base = await weftLogits(file, LONG, { kvCacheTokens: 1024 });
       expect(maxDiff(base, want)).toBeLessThan(REL_TOL * maxAbs(want));
-      for (const opts of [{ threads: 1 }, { threads: 3 }, { stepTokens: 1 }, { stepTokens: 1, threads: 3 }, { stepTokens: 7, blockSize: 5 }]) {
-        const got = await weftLogits(file, LONG, { kvCacheTokens: 1024, ...opts });
-        // The first logit that differs (-1: none), rather than a diff of 700 rows.
-        expect(got.findIndex((x, i) => !Object.is(x, base[i])), JSON.stringify(opts)).toBe(-1);
+      // The same with the f16 cache (its own kernels), against its own base.
+      for (const kvType of ['f32', 'f16'] as const) {
+        const ref = kvType === 'f32' ? base : await weftLogits(file, LONG, { kvCacheTokens: 1024, kvType });
+        for (const opts of [{ threads: 1 }, { threads: 3 }, { stepTokens: 1 }, { stepTokens: 1, threads: 3 }, { stepTokens: 7, blockSize: 5 }]) {
+          const got = await weftLogits(file, LONG, { kvCacheTokens: 1024, kvType, ...opts });
+          // The first logit that differs (-1: none), rather than a diff of 700 rows.
+          expect(got.findIndex((x, i) => !Object.is(x, ref[i])), `${kvType} ${JSON.stringify(opts)}`).toBe(-1);
+        }
       }
     }, 60_000);
   }
