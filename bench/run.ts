@@ -38,6 +38,7 @@ const GEN = 128;         // tokens per sequence (tg128)
 const SHORT_PROMPT = 16; // each decoding sequence's own prompt
 const BATCHES = [1, 4, 16];
 const LONG_TEST = `tg B=1 @${PROMPT}`;
+const SHARED_TEST = `tg B=16 @${PROMPT} shared`;
 
 const { values: args } = parseArgs({
   options: { quick: { type: 'boolean' }, only: { type: 'string' }, 'wait-idle': { type: 'boolean' }, profile: { type: 'boolean' }, mmap: { type: 'boolean' } },
@@ -117,7 +118,8 @@ async function main(): Promise<void> {
     '  from the moment every sequence has its first token (prompt processing excluded). "(k tok)": weft stopped early at EOS.',
     `${LONG_TEST}: one sequence greedy-decoding ${GEN} tokens after a ${PROMPT}-token prompt (context ${PROMPT}-${PROMPT + GEN}), tok/s as above.`,
     'llama.cpp PERF.md: llama-bench pp512/tg128 (median of 3 passes); B=4/16: batched-bench -pps S_TG (shared 512 prompt, so more context);',
-    `  ${LONG_TEST}: batched-bench -pps B=1 S_TG (the same context).`,
+    `  ${LONG_TEST}: batched-bench -pps B=1 S_TG (the same context); ${SHARED_TEST}: its B=16 S_TG, the same setup (16 trajectories`,
+    `  sampled at temperature 0.8 over one ${PROMPT}-token prompt whose KV blocks they share; weft only).`,
     'roof%: weight bytes x decode steps/s / read bandwidth (steps/s = tok/s / B): how close decode is to streaming the weights at full speed.',
     '  At B=1 "a / b": a against the best reading of the run; b the median over repetitions of each against the mean of',
     '  two 256 MiB readings taken just before and just after it (the bandwidth the machine gave at that moment).',
@@ -260,6 +262,17 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
       }
     }
     log(`  ${LONG_TEST} weft ${fmt(median(far.weft))} nlc ${fmt(median(far.llamaCpp))}`);
+    // batched-bench -pps's own setup: 16 sequences over one shared 512-token prompt (weft only:
+    // node-llama-cpp would evaluate the prompt 16 times).
+    const shared: Sample = res.tests[SHARED_TEST] = { weft: [], llamaCpp: [], weftTokens: [] };
+    for (let i = 0; i < reps(16); i++) {
+      const prompt = ids(PROMPT, 7000 + i);
+      await weft.prefill(prompt);  // into the prefix cache, so that the profile shows decode steps
+      const rate = decodeRate(await profiled('weft', shared, () => weft.fork(prompt, 16, GEN, 1 + i)));
+      shared.weft.push(rate.tokPerS);
+      shared.weftTokens.push(rate.tokens);
+    }
+    log(`  ${SHARED_TEST} weft ${fmt(median(shared.weft))}`);
   } catch (e) {
     res.status = failure(e);
     log(`  ${res.status}`);
@@ -277,7 +290,7 @@ function rows(r: ModelResult, membw: number): string[][] {
   }
   const published: Record<string, number | undefined> = {
     pp512: r.published?.pp512, 'tg B=1': r.published?.tg128, 'tg B=4': r.published?.tgB4, 'tg B=16': r.published?.tgB16,
-    [LONG_TEST]: r.published?.tgB1At512,
+    [LONG_TEST]: r.published?.tgB1At512, [SHARED_TEST]: r.published?.tgB16,
   };
   const out = Object.entries(r.tests).map(([test, s], i) => {
     const w = median(s.weft);
@@ -287,7 +300,7 @@ function rows(r: ModelResult, membw: number): string[][] {
     // Against the run's best reading, and at B=1 also the median against the readings around
     // each repetition.
     const roof = (who: 'weft' | 'llamaCpp', x: number | undefined) => {
-      if (!b || !x || test === LONG_TEST) return '-';  // its K/V reads are not in weightBytes
+      if (!b || !x || test.includes('@')) return '-';  // their K/V reads are not in weightBytes
       const near = s.membwAround?.[who];
       const adj = near?.length ? ` / ${fmt(median(s[who].map((t, k) => pct(t, near[k]))), 0)}` : '';
       return fmt(pct(x, membw), 0) + adj;

@@ -29,6 +29,18 @@ export class WeftRunner implements Runner {
     }));
   }
 
+  /**
+   * n trajectories sampled (temperature 0.8, seeds seed + i) over one prompt, whose KV blocks they
+   * share: batched-bench -pps's setup. Returns each trajectory's token times, as decode() does.
+   */
+  async fork(prompt: number[], n: number, maxTokens: number, seed: number): Promise<number[][]> {
+    const stamps: number[][] = Array.from({ length: n }, () => []);
+    const gen = this.model.generate(prompt, { n, maxTokens, temperature: 0.8, seed });
+    for await (const ev of gen) stamps[ev.trajectory].push(performance.now());
+    await gen.result;
+    return stamps;
+  }
+
   /** Per-phase forward time since the last call (see Model.profile). */
   profile(): Promise<NativeProfile> {
     return this.model.profile();
