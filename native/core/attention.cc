@@ -158,8 +158,9 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
     const Tile tile = tiles_[size_t(ti)];
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
     auto n_ctx = [&](int32_t i) { return tile.pos + i + 1; };  // context of the tile's token i
-    // Row r = i * G + h: query head g * G + h of token i, output row attn_row(r).
-    auto attn_row = [&](size_t r) { return &attn_[size_t((tile.first + int64_t(r) / G) * Q + int64_t(g * G + int32_t(r % G)) * hd)]; };
+    // Row r = i * G + h: query head g * G + h of token i, at this offset in q_ and attn_.
+    auto at = [&](size_t r) { return size_t((tile.first + int64_t(r) / G) * Q + int64_t(g * G + int32_t(r % G)) * hd); };
+    auto attn_row = [&](size_t r) { return &attn_[at(r)]; };
     const size_t rows = size_t(tile.n) * G;
 
     float* m = S.m.data();
@@ -176,7 +177,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
       lsum = S.l2.data();
     }
     for (size_t r = 0; r < rows; ++r) {
-      S.q[r] = &q_[size_t((tile.first + int64_t(r) / G) * Q + int64_t(g * G + int32_t(r % G)) * hd)];
+      S.q[r] = &q_[at(r)];
       S.o[r] = split ? &parts_.o[(part * max_rows + r) * size_t(hd)] : seg > 0 ? &S.o2[r * size_t(hd)] : attn_row(r);
       std::fill(S.o[r], S.o[r] + hd, 0.0f);
       m[r] = -INFINITY;
