@@ -21,6 +21,12 @@ namespace {
   m = mx;
 }
 
+// Each thread takes a contiguous run of items of equal total cost (positions attended), in the
+// order tile, head, segment: the thread whose share holds the middle of an item's cost runs it.
+int item_owner(int64_t begin, int64_t cost, int64_t total, int nth) {
+  return int((2 * begin + cost) * nth / (2 * total));
+}
+
 void normalize(float* o, double l, int64_t n) {
   const float inv = static_cast<float>(1.0 / l);
   for (int64_t e = 0; e < n; ++e) o[e] *= inv;
@@ -76,13 +82,10 @@ int64_t Forward::seg_cost(const Tile& t, int32_t seg) const {
   return c;
 }
 
-// Each thread takes a contiguous run of items of equal total cost (positions attended), in the
-// order tile, head, segment: the thread whose share holds the middle of an item's cost runs it.
 void Forward::group_owners(const Tile& t, int64_t at, int64_t total, int nth, int& first, int& last) const {
-  auto owner = [&](int64_t begin, int64_t cost) { return int((2 * begin + cost) * nth / (2 * total)); };
   const int64_t c_last = seg_cost(t, t.n_seg - 1);
-  first = owner(at, seg_cost(t, 0));
-  last = owner(at + t.cost - c_last, c_last);
+  first = item_owner(at, seg_cost(t, 0), total, nth);
+  last = item_owner(at + t.cost - c_last, c_last, total, nth);
 }
 
 template <class F>
@@ -99,7 +102,7 @@ void Forward::for_each_item(int tid, int nth, F&& fn) const {
       int64_t s_at = at;
       for (int32_t s = 0; s < tile.n_seg; ++s) {
         const int64_t c = seg_cost(tile, s);
-        if ((2 * s_at + c) * nth / (2 * total) == tid) fn(ti, g, s, first != last);
+        if (item_owner(s_at, c, total, nth) == tid) fn(ti, g, s, first != last);
         s_at += c;
       }
     }
