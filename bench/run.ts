@@ -210,6 +210,12 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
     sample.profile = addProfile(sample.profile, await weft.profile());
     return out;
   };
+  // One measured decode call into the sample: its aggregate tok/s, and for weft its token count.
+  const decodeInto = async (who: 'weft' | 'llamaCpp', sample: Sample, call: () => Promise<number[][]>) => {
+    const rate = decodeRate(await profiled(who, sample, call));
+    sample[who].push(rate.tokPerS);
+    if (who === 'weft') sample.weftTokens.push(rate.tokens);
+  };
 
   try {
     // Prompt ids avoid the control tokens and, in padded vocabularies, the padding.
@@ -236,9 +242,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
       for (let i = 0; i < reps(b); i++) {
         const prompts = Array.from({ length: b }, (_, k) => ids(SHORT_PROMPT, 1000 * (i + 1) + k));
         for (const [who, r] of i % 2 ? [...runners].reverse() : runners) {
-          const rate = decodeRate(await profiled(who, s, () => r.decode(prompts, GEN)));
-          s[who].push(rate.tokPerS);
-          if (who === 'weft') s.weftTokens.push(rate.tokens);
+          await decodeInto(who, s, () => r.decode(prompts, GEN));
           if (around) {
             const after = measureMembw(ROOT, THREADS, 256);
             around[who].push((before + after) / 2);
@@ -256,9 +260,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
         // weft evaluates the prompt first, so that the decode call finds it in its prefix cache
         // and the profile shows decode steps rather than the prompt's (tok/s excludes it anyway).
         if (who === 'weft') await r.prefill(ids(PROMPT, 5000 + i));
-        const rate = decodeRate(await profiled(who, far, () => r.decode([ids(PROMPT, 5000 + i)], GEN)));
-        far[who].push(rate.tokPerS);
-        if (who === 'weft') far.weftTokens.push(rate.tokens);
+        await decodeInto(who, far, () => r.decode([ids(PROMPT, 5000 + i)], GEN));
       }
     }
     log(`  ${LONG_TEST} weft ${fmt(median(far.weft))} nlc ${fmt(median(far.llamaCpp))}`);
@@ -268,9 +270,7 @@ async function benchModel(name: string, file: string): Promise<ModelResult> {
     for (let i = 0; i < reps(16); i++) {
       const prompt = ids(PROMPT, 7000 + i);
       await weft.prefill(prompt);  // into the prefix cache, so that the profile shows decode steps
-      const rate = decodeRate(await profiled('weft', shared, () => weft.fork(prompt, 16, GEN, 1 + i)));
-      shared.weft.push(rate.tokPerS);
-      shared.weftTokens.push(rate.tokens);
+      await decodeInto('weft', shared, () => weft.fork(prompt, 16, GEN, 1 + i));
     }
     log(`  ${SHARED_TEST} weft ${fmt(median(shared.weft))}`);
   } catch (e) {
