@@ -38,6 +38,7 @@ void normalize(float* o, double l, int64_t n) {
 void Forward::make_tiles(const StepBatch& b) {
   const HParams& hp = m_.hp();
   n_tiles_ = 0;
+  int64_t items = 0;
   for (int32_t t = 0; t < b.n_tokens;) {
     int32_t n = 1;
     while (n < kTileTokens && t + n < b.n_tokens && b.seq_idx[t + n] == b.seq_idx[t] &&
@@ -47,29 +48,34 @@ void Forward::make_tiles(const StepBatch& b) {
     const int32_t pos = b.positions[t];
     const int64_t cost = int64_t(n) * pos + int64_t(n) * (n + 1) / 2;
     const int64_t before = n_tiles_ > 0 ? tiles_[size_t(n_tiles_ - 1)].cost_end : 0;
-    tiles_[size_t(n_tiles_)] = {t, n, pos, (pos + n - 1) / kSegment + 1, cost, before + cost};
+    const int32_t n_seg = (pos + n - 1) / kSegment + 1;
+    tiles_[size_t(n_tiles_)] = {t, n, pos, n_seg, cost, before + cost};
+    items += int64_t(n_seg) * hp.n_head_kv;
     ++n_tiles_;
     t += n;
   }
 
-  // The (tile, head)s whose segments more than one thread runs, and room for their partials.
+  // The fewest parts that give every thread the same number of items, or enough items that the
+  // cost split evens them out.
   const int nth = pool_.size();
-  const int64_t total = tiles_[size_t(n_tiles_ - 1)].cost_end * hp.n_head_kv;
+  const int32_t G = hp.n_head / hp.n_head_kv;
+  n_parts_ = 1;
+  while (n_parts_ < G && (items * n_parts_) % nth != 0 && items * n_parts_ < int64_t(kItemsPerThread) * nth) ++n_parts_;
+
+  // The groups whose segments more than one thread runs, and room for their partials.
+  const int64_t total = total_cost();
   n_splits_ = 0;
   size_t parts = 0;
-  for (int32_t ti = 0; ti < n_tiles_; ++ti) {
-    const Tile& tile = tiles_[size_t(ti)];
-    if (tile.n_seg == 1) continue;
-    for (int32_t g = 0; g < hp.n_head_kv; ++g) {
-      int first, last;
-      group_owners(tile, (tile.cost_end - tile.cost) * hp.n_head_kv + tile.cost * g, total, nth, first, last);
-      if (first == last) continue;
-      if (size_t(n_splits_) == splits_.size()) splits_.resize(splits_.size() + 1);  // at most nth - 1
-      splits_[size_t(n_splits_++)] = {ti, g, parts};
-      parts += size_t(tile.n_seg);
-    }
-  }
-  const size_t rows = size_t(kTileTokens) * size_t(hp.n_head / hp.n_head_kv);
+  for_each_group([&](const Group& gr) {
+    if (tiles_[size_t(gr.tile)].n_seg == 1) return;
+    int first, last;
+    group_owners(gr, total, nth, first, last);
+    if (first == last) return;
+    if (size_t(n_splits_) == splits_.size()) splits_.resize(splits_.size() + 1);  // at most nth - 1
+    splits_[size_t(n_splits_++)] = {gr, parts};
+    parts += size_t(tiles_[size_t(gr.tile)].n_seg);
+  });
+  const size_t rows = size_t(kTileTokens) * size_t(G);
   auto grow = [](auto& v, size_t sz) { if (v.size() < sz) v.resize(sz); };
   grow(parts_.o, parts * rows * size_t(hp.head_dim));
   grow(parts_.m, parts * rows);
@@ -82,31 +88,47 @@ int64_t Forward::seg_cost(const Tile& t, int32_t seg) const {
   return c;
 }
 
-void Forward::group_owners(const Tile& t, int64_t at, int64_t total, int nth, int& first, int& last) const {
-  const int64_t c_last = seg_cost(t, t.n_seg - 1);
-  first = item_owner(at, seg_cost(t, 0), total, nth);
-  last = item_owner(at + t.cost - c_last, c_last, total, nth);
+template <class F>
+void Forward::for_each_group(F&& fn) const {
+  const int32_t G = m_.hp().n_head / m_.hp().n_head_kv;
+  int64_t at = 0;
+  for (int32_t ti = 0; ti < n_tiles_; ++ti) {
+    for (int32_t g = 0; g < m_.hp().n_head_kv; ++g) {
+      for (int32_t p = 0; p < n_parts_; ++p) {
+        const Group gr{ti, g, p, p * G / n_parts_, (p + 1) * G / n_parts_, at};
+        fn(gr);
+        at += tiles_[size_t(ti)].cost * (gr.h1 - gr.h0);
+      }
+    }
+  }
+}
+
+int64_t Forward::total_cost() const {
+  return tiles_[size_t(n_tiles_ - 1)].cost_end * m_.hp().n_head;
+}
+
+void Forward::group_owners(const Group& gr, int64_t total, int nth, int& first, int& last) const {
+  const Tile& t = tiles_[size_t(gr.tile)];
+  const int64_t w = gr.h1 - gr.h0, c_last = seg_cost(t, t.n_seg - 1) * w;
+  first = item_owner(gr.at, seg_cost(t, 0) * w, total, nth);
+  last = item_owner(gr.at + t.cost * w - c_last, c_last, total, nth);
 }
 
 template <class F>
 void Forward::for_each_item(int tid, int nth, F&& fn) const {
-  const int32_t n_kv = m_.hp().n_head_kv;
-  const int64_t total = tiles_[size_t(n_tiles_ - 1)].cost_end * n_kv;
-  int64_t at = 0;
-  for (int32_t ti = 0; ti < n_tiles_; ++ti) {
-    const Tile& tile = tiles_[size_t(ti)];
-    for (int32_t g = 0; g < n_kv; ++g, at += tile.cost) {
-      int first, last;
-      group_owners(tile, at, total, nth, first, last);
-      if (first > tid || last < tid) continue;
-      int64_t s_at = at;
-      for (int32_t s = 0; s < tile.n_seg; ++s) {
-        const int64_t c = seg_cost(tile, s);
-        if (item_owner(s_at, c, total, nth) == tid) fn(ti, g, s, first != last);
-        s_at += c;
-      }
+  const int64_t total = total_cost();
+  for_each_group([&](const Group& gr) {
+    const Tile& tile = tiles_[size_t(gr.tile)];
+    int first, last;
+    group_owners(gr, total, nth, first, last);
+    if (first > tid || last < tid) return;
+    int64_t s_at = gr.at;
+    for (int32_t s = 0; s < tile.n_seg; ++s) {
+      const int64_t c = seg_cost(tile, s) * (gr.h1 - gr.h0);
+      if (item_owner(s_at, c, total, nth) == tid) fn(gr, s, first != last);
+      s_at += c;
     }
-  }
+  });
 }
 
 // Asks for the cached K/V rows of this thread's attention items of layer l (up to
@@ -121,8 +143,16 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
   const int32_t bs = kv_.block_size();
   const size_t head_bytes = size_t(hp.head_dim) * kv_.elem_bytes();
   size_t budget = kPrefetchKvBytes;
-  for_each_item(tid, nth, [&](int32_t ti, int32_t g, int32_t seg, bool) {
-    const Tile& tile = tiles_[size_t(ti)];
+  int32_t prev[3] = {-1, -1, -1};  // tile, head, segment of the last item
+  for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool) {
+    // The part after one this thread runs reads the same rows.
+    const bool again = prev[0] == gr.tile && prev[1] == gr.head && prev[2] == seg;
+    prev[0] = gr.tile;
+    prev[1] = gr.head;
+    prev[2] = seg;
+    if (again) return;
+    const int32_t g = gr.head;
+    const Tile& tile = tiles_[size_t(gr.tile)];
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
     // Positions before the tile's first are in the cache already; the tile writes the rest.
     for (int32_t j = seg * kSegment; j < std::min(tile.pos, (seg + 1) * kSegment); ++j) {
@@ -157,21 +187,22 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
   const bool f16 = kv_.type() == KvType::F16;
   AttnScratch& S = attn_scratch_[size_t(tid)];
 
-  for_each_item(tid, nth, [&](int32_t ti, int32_t g, int32_t seg, bool split) {
-    const Tile tile = tiles_[size_t(ti)];
+  for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool split) {
+    const Tile tile = tiles_[size_t(gr.tile)];
+    const int32_t g = gr.head, Gp = gr.h1 - gr.h0;
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
     auto n_ctx = [&](int32_t i) { return tile.pos + i + 1; };  // context of the tile's token i
-    // Row r = i * G + h: query head g * G + h of token i, at this offset in q_ and attn_.
-    auto at = [&](size_t r) { return size_t((tile.first + int64_t(r) / G) * Q + int64_t(g * G + int32_t(r % G)) * hd); };
+    // Row r = i * Gp + h: query head g * G + h0 + h of token i, at this offset in q_ and attn_.
+    auto at = [&](size_t r) { return size_t((tile.first + int64_t(r) / Gp) * Q + int64_t(g * G + gr.h0 + int32_t(r % Gp)) * hd); };
     auto attn_row = [&](size_t r) { return &attn_[at(r)]; };
-    const size_t rows = size_t(tile.n) * G;
+    const size_t rows = size_t(tile.n) * Gp;
 
     float* m = S.m.data();
     double* lsum = S.l.data();
     size_t part = 0;
     if (split) {
       int32_t k = 0;
-      while (splits_[size_t(k)].tile != ti || splits_[size_t(k)].head != g) ++k;
+      while (splits_[size_t(k)].group.at != gr.at) ++k;
       part = splits_[size_t(k)].part0 + size_t(seg);
       m = &parts_.m[part * max_rows];
       lsum = &parts_.l[part * max_rows];
@@ -221,8 +252,8 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
       by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
         const uint8_t* k = kv_.k_row(l, g, blk, slot);
         by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
-          const size_t r0 = size_t(i0) * G;
-          const int n_q = (i1 - i0) * G;
+          const size_t r0 = size_t(i0) * Gp;
+          const int n_q = (i1 - i0) * Gp;
           float* s = &S.p[r0 * kChunk + size_t(j - j0)];
           if (f16) cpu::attn_scores_f16(hd, &S.q[r0], n_q, reinterpret_cast<const uint16_t*>(k), slot_stride, cnt, s, kChunk);
           else cpu::attn_scores_f32(hd, &S.q[r0], n_q, reinterpret_cast<const float*>(k), slot_stride, cnt, s, kChunk);
@@ -232,8 +263,8 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
       // Online softmax: rescale what the row holds when its max grows, then exponentiate.
       for (int32_t i = first; i < tile.n; ++i) {
         const int32_t cnt = std::min(n_ctx(i), j1) - j0;
-        for (int32_t h = 0; h < G; ++h) {
-          const size_t r = size_t(i) * G + h;
+        for (int32_t h = 0; h < Gp; ++h) {
+          const size_t r = size_t(i) * Gp + h;
           float* p = &S.p[r * kChunk];
           const float mx = cpu::attn_scale_max(p, cnt, scale, m[r]);
           if (mx > m[r] && m[r] != -INFINITY) {
@@ -249,8 +280,8 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
       by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
         const uint8_t* v = kv_.v_row(l, g, blk, slot);
         by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
-          const size_t r0 = size_t(i0) * G;
-          const int n_q = (i1 - i0) * G;
+          const size_t r0 = size_t(i0) * Gp;
+          const int n_q = (i1 - i0) * Gp;
           const float* p = &S.p[r0 * kChunk + size_t(j - j0)];
           if (f16) cpu::attn_values_f16(hd, p, kChunk, n_q, reinterpret_cast<const uint16_t*>(v), slot_stride, cnt, &S.o[r0]);
           else cpu::attn_values_f32(hd, p, kChunk, n_q, reinterpret_cast<const float*>(v), slot_stride, cnt, &S.o[r0]);
@@ -272,12 +303,13 @@ void Forward::finish_splits(int64_t t, int64_t c0, int64_t c1) {
   const size_t max_rows = size_t(kTileTokens) * size_t(G);
   for (int32_t k = 0; k < n_splits_; ++k) {
     const Split& sp = splits_[size_t(k)];
-    const Tile& tile = tiles_[size_t(sp.tile)];
+    const Tile& tile = tiles_[size_t(sp.group.tile)];
     if (t < tile.first || t >= tile.first + tile.n) continue;
-    for (int32_t h = 0; h < G; ++h) {
-      const int64_t col = int64_t(sp.head * G + h) * hd, lo = std::max(c0, col), hi = std::min(c1, col + hd);
+    const int32_t h0 = sp.group.h0, h1 = sp.group.h1;
+    for (int32_t h = h0; h < h1; ++h) {
+      const int64_t col = int64_t(sp.group.head * G + h) * hd, lo = std::max(c0, col), hi = std::min(c1, col + hd);
       if (lo >= hi) continue;
-      const size_t r = size_t(t - tile.first) * G + h;
+      const size_t r = size_t(t - tile.first) * (h1 - h0) + (h - h0);
       auto part_o = [&](int32_t s) { return &parts_.o[((sp.part0 + size_t(s)) * max_rows + r) * size_t(hd) + size_t(lo - col)]; };
       float* out = &attn_[size_t(t * int64_t(hp.n_head) * hd + lo)];
       std::copy(part_o(0), part_o(0) + (hi - lo), out);

@@ -71,6 +71,16 @@ class Forward {
   // threads SmolLM2's 3 KV heads otherwise split 2:1: decode steps at 1k-1.3k context were 4.5 and
   // 8.3 % shorter (in-process A/B, alternating every 16 steps), Qwen2.5's (2 KV heads) 0.2-1.3 %.
   static constexpr int32_t kSegment = 4 * kChunk;
+  // When a step has few items for its threads (a decode step at a short context: SmolLM2's 3 KV
+  // heads on 2 threads split 2:1), each KV head's query heads are cut into n_parts_ runs, and the
+  // items become (tile, KV head, part, segment); the kernels give a row the same arithmetic
+  // whichever rows share a call, so this too leaves every row's bits alone. A part re-reads its
+  // head's K/V rows (from cache, as the context is short), so there are only as many as balance
+  // needs (make_tiles). On this project's 2-vCPU VM it is neutral (in-process A/B on SmolLM2
+  // Q8_0, F16, Q4_K_M at batch 1: steps 0.95-1.03x, mean ~1.0: attention 20 % shorter, but a
+  // shared head's output then crosses cores); it is for machines with more threads than KV heads,
+  // where short-context attention otherwise runs on n_head_kv of them.
+  static constexpr int32_t kItemsPerThread = 4;
   struct Tile {
     int32_t first;     // batch index of the first token
     int32_t n;         // tokens, at positions pos + 0 .. n-1
@@ -79,11 +89,17 @@ class Forward {
     int64_t cost;      // attention work per KV head: the positions its tokens attend to
     int64_t cost_end;  // sum of `cost` over this tile and the ones before it
   };
-  // A (tile, KV head) whose segments more than one thread runs. Each of its segments leaves its
-  // partial result in parts_ (from index part0 on), and the threads that convert the attention
-  // output fold them (finish_splits).
+  // A (tile, KV head, part): a group of items, one per segment.
+  struct Group {
+    int32_t tile, head, part;
+    int32_t h0, h1;  // its query heads within the KV head's
+    int64_t at;      // the cost of the items before it (every group costs > 0: it names the group)
+  };
+  // A group whose segments more than one thread runs. Each of its segments leaves its partial
+  // result in parts_ (from index part0 on), and the threads that convert the attention output
+  // fold them (finish_splits).
   struct Split {
-    int32_t tile, head;
+    Group group;
     size_t part0;
   };
   // Partial results: [part][rows][head_dim] unnormalized outputs, [part][rows] max and sum.
@@ -92,7 +108,7 @@ class Forward {
     std::vector<float> m;
     std::vector<double> l;
   };
-  // One thread's attention scratch; rows = kTileTokens * (n_head / n_head_kv).
+  // One thread's attention scratch; rows = kTileTokens * (n_head / n_head_kv), the most an item has.
   struct AttnScratch {
     std::vector<float> p;         // [rows][kChunk] scores of the current chunk, then exp(score - m)
     std::vector<const float*> q;  // [rows] the tile's query heads for the current KV head
@@ -105,13 +121,19 @@ class Forward {
   };
 
   void ensure_scratch(const StepBatch& b);
-  // Cuts the batch into tiles, and finds the (tile, head)s whose segments the pool's threads share.
+  // Cuts the batch into tiles, picks n_parts_, and finds the groups whose segments the pool's
+  // threads share.
   void make_tiles(const StepBatch& b);
+  // Work of a segment of tile t per query head: the positions its tokens attend to.
   int64_t seg_cost(const Tile& t, int32_t seg) const;
-  // The threads that run the first and the last segment of a (tile, head) whose items start at
-  // cost `at` of `total`.
-  void group_owners(const Tile& t, int64_t at, int64_t total, int nth, int& first, int& last) const;
-  // Calls fn(tile index, head, segment, split) for each attention item thread tid runs, in order.
+  // Calls fn(const Group&) for every group, in item order. Item costs are positions times the
+  // part's query heads, so parts of unequal size weigh what they hold.
+  template <class F>
+  void for_each_group(F&& fn) const;
+  int64_t total_cost() const;
+  // The threads that run the first and the last segment of group gr.
+  void group_owners(const Group& gr, int64_t total, int nth, int& first, int& last) const;
+  // Calls fn(group, segment, split) for each attention item thread tid runs, in order.
   template <class F>
   void for_each_item(int tid, int nth, F&& fn) const;
   void attention(int tid, int nth, const StepBatch& b, int32_t l);
@@ -142,6 +164,7 @@ class Forward {
   std::vector<std::vector<uint8_t>> act_;  // activations converted for the weights' dot type
   std::vector<Tile> tiles_;                // [n_tiles] this step's attention tiles
   int32_t n_tiles_ = 0;
+  int32_t n_parts_ = 1;                    // runs each KV head's query heads are cut into this step
   std::vector<Split> splits_;              // [n_splits] (at most one per pair of adjacent threads)
   int32_t n_splits_ = 0;
   Parts parts_;
