@@ -47,6 +47,7 @@ std::string tok_str(int32_t t) { return "token " + std::to_string(t); }
 // builds the same descriptor and converts its own share of the rows.
 struct Forward::Prepared {
   int n = 0;
+  std::vector<uint8_t>* bufs = nullptr;  // the three buffers that hold the converted rows
   int64_t align = 32;  // column blocks that convert() may be given: a multiple of every block size
   GgmlType vdt[3];
   const uint8_t* data[3];
@@ -107,11 +108,14 @@ Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(mo
     if (!hp.rope_freq_factors.empty()) f /= hp.rope_freq_factors[i];
     inv_freq_[i] = f;
   }
-  act_.resize(3);
+  act_.resize(6);
   const size_t rows = size_t(kTileTokens) * size_t(hp.n_head / hp.n_head_kv);
   // Each buffer gets a cache line of slack at its end, so that no two threads' buffers (which the
   // allocator may place side by side) share a line that both write.
   auto size = [](auto& v, size_t n) { v.resize(n + 64 / sizeof(v[0])); };
+  solo_xn_.resize(size_t(pool.size()) * kSoloStride);
+  solo_act_.resize(size_t(pool.size()) * 3);
+  for (auto& a : solo_act_) size(a, size_t(kSoloElems) * 4);  // every dot type costs at most 4 bytes per element
   attn_scratch_.resize(size_t(pool.size()));
   for (AttnScratch& s : attn_scratch_) {
     size(s.p, rows * kChunk);
@@ -156,9 +160,11 @@ void Forward::run(const StepBatch& b, float* logits) {
   const HParams& hp = m_.hp();
   const int64_t E = hp.n_embd;
 
-  // Where the activations for ws live, converted to each weight's dot type; F32 uses x itself.
-  auto layout = [&](const float* x, int64_t n_in, std::initializer_list<const Weight*> ws) {
+  // Where the activations for ws live, converted to each weight's dot type into bufs (act_'s
+  // first three unless given); F32 uses x itself.
+  auto layout = [&](const float* x, int64_t n_in, std::initializer_list<const Weight*> ws, std::vector<uint8_t>* bufs = nullptr) {
     Prepared p;
+    p.bufs = bufs ? bufs : act_.data();
     for (const Weight* w : ws) {
       const GgmlType vdt = cpu::vec_dot_type(w->type);
       if (p.find(vdt) >= 0) continue;
@@ -166,7 +172,7 @@ void Forward::run(const StepBatch& b, float* logits) {
       p.vdt[i] = vdt;
       const bool f32 = vdt == GgmlType::F32;
       p.row_bytes[i] = f32 ? size_t(n_in) * sizeof(float) : ggml_row_bytes(vdt, n_in);
-      p.data[i] = f32 ? reinterpret_cast<const uint8_t*>(x) : act_[size_t(i)].data();
+      p.data[i] = f32 ? reinterpret_cast<const uint8_t*>(x) : p.bufs[i].data();
       p.align = std::max(p.align, ggml_type_traits(vdt).block);
     }
     return p;
@@ -175,16 +181,20 @@ void Forward::run(const StepBatch& b, float* logits) {
   auto convert = [&](const Prepared& p, const float* x, int64_t n_in, int64_t t, int64_t c0, int64_t c1) {
     for (int i = 0; i < p.n; ++i) {
       if (p.vdt[i] == GgmlType::F32) continue;
-      uint8_t* row = act_[size_t(i)].data() + size_t(t) * p.row_bytes[i];
+      uint8_t* row = p.bufs[i].data() + size_t(t) * p.row_bytes[i];
       cpu::quantize_row(p.vdt[i], x + t * n_in + c0, row + ggml_row_bytes(p.vdt[i], c0), c1 - c0);
     }
   };
-  // y [n_tok][w.n_out] = x W^T for the rows this thread owns.
-  auto matmul = [&](int tid, int nth, const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride) {
+  // y [n_tok][w.n_out] = x W^T for output columns [rb, re).
+  auto matmul_cols = [&](const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride, int64_t rb, int64_t re) {
     const int i = p.find(cpu::vec_dot_type(w.type));
+    cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
+  };
+  // The same for the columns this thread owns.
+  auto matmul = [&](int tid, int nth, const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride) {
     int64_t rb, re;
     split(w.n_out, tid, nth, rb, re);
-    cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
+    matmul_cols(w, p, n_tok, y, y_stride, rb, re);
   };
 
   // The residual stream is double-buffered: a phase that adds a block's output reads `cur` and
@@ -221,14 +231,19 @@ void Forward::run(const StepBatch& b, float* logits) {
       }
     };
     // For each row r < n_rows, from token t = rows ? rows[r] : r: y = xr[t] + add[t] (add may be
-    // null), and row r of xn_ = the RMS norm of y times w, each for this thread's columns, then
-    // those columns converted for p. With `keep`, y is the new residual stream (written to xw,
-    // and the buffers swap). Every thread sums the squares of whole rows in the same order, so
-    // the result does not depend on the split.
-    auto residual_norm = [&](int64_t n_rows, const int32_t* rows, const float* add, const float* w, const Prepared& p, bool keep) {
+    // null), and row r of xn = the RMS norm of y times w, then converted for p. With `keep`, y is
+    // the new residual stream (written to xw, and the buffers swap). Into xn_, each thread does
+    // its share of the columns, and the phase ends at a barrier; into this thread's own solo_xn_
+    // row (few rows: solo()), it does whole rows, so the matmul that reads them needs no barrier
+    // before it, and writes only its share of y. Every thread sums the squares of whole rows in
+    // the same order, so the result depends on neither.
+    auto residual_norm = [&](int64_t n_rows, const int32_t* rows, const float* add, const float* w, const Prepared& p, bool keep, float* xn) {
+      const bool own = xn != xn_.data();
+      int64_t k0 = 0, k1 = E;  // the columns of y this thread writes, of those it norms
+      if (own) split(E, tid, nth, k0, k1);
       int64_t last = -1;
       float scale = 0;
-      columns(n_rows, E, p.align, [&](int64_t r, int64_t c0, int64_t c1) {
+      auto norm = [&](int64_t r, int64_t c0, int64_t c1) {
         const int64_t t = rows ? rows[r] : r;
         const float* x = xr + t * E;
         const float* a = add ? add + t * E : nullptr;
@@ -237,17 +252,30 @@ void Forward::run(const StepBatch& b, float* logits) {
           scale = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(E)) + hp.rms_eps);
           last = r;
         }
-        float* y = xw + t * E;
-        float* o = &xn_[size_t(r * E)];
-        for (int64_t i = c0; i < c1; ++i) {
-          const float v = a ? x[i] + a[i] : x[i];
-          if (keep) y[i] = v;
-          o[i] = (v * scale) * w[i];
+        float* o = xn + r * E;
+        for (int64_t i = c0; i < c1; ++i) o[i] = ((a ? x[i] + a[i] : x[i]) * scale) * w[i];
+        if (keep) {
+          float* y = xw + t * E;
+          for (int64_t i = own ? k0 : c0; i < (own ? k1 : c1); ++i) y[i] = a ? x[i] + a[i] : x[i];
         }
-        convert(p, xn_.data(), E, r, c0, c1);
-      });
+        convert(p, xn, E, r, c0, c1);
+      };
+      if (own) {
+        for (int64_t r = 0; r < n_rows; ++r) norm(r, 0, E);
+      } else {
+        columns(n_rows, E, p.align, norm);
+      }
       if (keep) std::swap(xr, xw);
     };
+    // A norm of few rows is done whole by every thread into its own buffers (residual_norm):
+    // the work is a few hundred ns, against a barrier (0.06 us on the dev VM when its two vCPUs
+    // share a core complex, 0.3 when they do not), the wait for the slower thread, and the
+    // normed row crossing between cores. With the SwiGLU merge below, in-process A/B at batch 1
+    // (SmolLM2 Q8_0, F16): steps 3-7 % shorter in the rounds where the vCPUs were apart,
+    // 0.985-1.013x where they were together.
+    float* solo_xn = &solo_xn_[size_t(tid) * kSoloStride];
+    std::vector<uint8_t>* solo_act = &solo_act_[size_t(tid) * 3];
+    auto solo = [&](int64_t n_rows) { return n_rows * E <= kSoloElems; };
 
     // Embeddings, and the cos/sin of every rotated pair at each token's position.
     for (int64_t t = tb; t < te; ++t) {
@@ -264,9 +292,11 @@ void Forward::run(const StepBatch& b, float* logits) {
     for (int32_t l = 0; l < hp.n_layer; ++l) {
       const LayerWeights& w = m_.layers[size_t(l)];
       // Residual add of the previous block's FFN output, then the attention norm.
-      Prepared p = layout(xn_.data(), E, {&w.wq, &w.wk, &w.wv});
-      residual_norm(n, nullptr, l > 0 ? tmp_.data() : nullptr, w.attn_norm, p, true);
-      sync(kNorm);
+      const bool own = solo(n);
+      float* xn = own ? solo_xn : xn_.data();
+      Prepared p = layout(xn, E, {&w.wq, &w.wk, &w.wv}, own ? solo_act : nullptr);
+      residual_norm(n, nullptr, l > 0 ? tmp_.data() : nullptr, w.attn_norm, p, true, xn);
+      if (!own) sync(kNorm);
       prefetch_kv(tid, nth, b, l);
       matmul(tid, nth, w.wq, p, n, q_.data(), Q);
       matmul(tid, nth, w.wk, p, n, k_.data(), KV);
@@ -319,31 +349,49 @@ void Forward::run(const StepBatch& b, float* logits) {
       matmul(tid, nth, w.wo, p, n, tmp_.data(), E);
       sync(kWo);
 
-      p = layout(xn_.data(), E, {&w.w_gate, &w.w_up});
-      residual_norm(n, nullptr, tmp_.data(), w.ffn_norm, p, true);
-      sync(kFfnNorm);
-      matmul(tid, nth, w.w_gate, p, n, gate_.data(), F);
-      matmul(tid, nth, w.w_up, p, n, up_.data(), F);
-      sync(kGateUp);
-
-      p = layout(gate_.data(), F, {&w.w_down});
-      columns(n, F, p.align, [&](int64_t t, int64_t c0, int64_t c1) {
+      p = layout(xn, E, {&w.w_gate, &w.w_up}, own ? solo_act : nullptr);
+      residual_norm(n, nullptr, tmp_.data(), w.ffn_norm, p, true, xn);
+      if (!own) sync(kFfnNorm);
+      // SwiGLU of gate and up, converted for w_down: a thread does it for the columns it
+      // computed, without a barrier between, when those can be whole blocks of w_down's
+      // activations and still even shares (a barrier costs 0.06-0.3 us on the dev VM, plus the
+      // wait for the slower thread).
+      const Prepared pd = layout(gate_.data(), F, {&w.w_down}, &act_[3]);  // the input is still read from act_[0..2]
+      auto glu = [&](int64_t t, int64_t c0, int64_t c1) {
         float* g = &gate_[size_t(t * F)];
         const float* u = &up_[size_t(t * F)];
         cpu::swiglu(g + c0, u + c0, c1 - c0);
-        convert(p, gate_.data(), F, t, c0, c1);
-      });
-      sync(kSilu);
-      matmul(tid, nth, w.w_down, p, n, tmp_.data(), E);
+        convert(pd, gate_.data(), F, t, c0, c1);
+      };
+      const int64_t blocks = (F + pd.align - 1) / pd.align;
+      if (blocks % nth == 0 || blocks >= kEvenBlocksPerThread * nth) {
+        int64_t cb, ce;
+        split(blocks, tid, nth, cb, ce);
+        cb = std::min(F, cb * pd.align);
+        ce = std::min(F, ce * pd.align);
+        matmul_cols(w.w_gate, p, n, gate_.data(), F, cb, ce);
+        matmul_cols(w.w_up, p, n, up_.data(), F, cb, ce);
+        for (int64_t t = 0; t < n && cb < ce; ++t) glu(t, cb, ce);
+        sync(kGateUp);
+      } else {
+        matmul(tid, nth, w.w_gate, p, n, gate_.data(), F);
+        matmul(tid, nth, w.w_up, p, n, up_.data(), F);
+        sync(kGateUp);
+        columns(n, F, pd.align, glu);
+        sync(kSilu);
+      }
+      matmul(tid, nth, w.w_down, pd, n, tmp_.data(), E);
       sync(kDown);
     }
 
     // The final residual add and norm, only for the rows whose logits are wanted (into xn_ rows
     // 0..n_out-1), then the output projection.
     if (b.n_out > 0) {
-      const Prepared p = layout(xn_.data(), E, {&m_.output});
-      residual_norm(b.n_out, b.out_idx, tmp_.data(), m_.output_norm, p, false);
-      sync(kOutNorm);
+      const bool own = solo(b.n_out);
+      float* xn = own ? solo_xn : xn_.data();
+      const Prepared p = layout(xn, E, {&m_.output}, own ? solo_act : nullptr);
+      residual_norm(b.n_out, b.out_idx, tmp_.data(), m_.output_norm, p, false, xn);
+      if (!own) sync(kOutNorm);
       matmul(tid, nth, m_.output, p, b.n_out, logits, hp.n_vocab);
     }
   };

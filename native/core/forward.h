@@ -40,7 +40,9 @@ class Forward {
   // writes for earlier tokens of the same chunk.
   void run(const StepBatch& b, float* logits);
 
-  // The phases of run(), for the bench's profile mode. Each one ends at a barrier.
+  // The phases of run(), for the bench's profile mode. Each one ends at a barrier. At a few
+  // tokens the norms run inside the matmul phase that reads them (kNorm, kFfnNorm and kOutNorm
+  // stay 0), and SwiGLU runs inside kGateUp wherever its columns split evenly (kSilu stays 0).
   enum Op { kNorm, kQkv, kRope, kAttention, kAttnOutQuant, kWo, kFfnNorm, kGateUp, kSilu, kDown, kOutNorm, kOutput, kOps };
   static const char* op_name(int op);
   // Wall time of each phase summed over the steps since the last take_profile(), measured on
@@ -55,6 +57,10 @@ class Forward {
 
  private:
   struct Prepared;
+  // A phase may split a matmul's output columns at activation-block boundaries only where that
+  // leaves every thread the same number of blocks, or this many each (one block more is then at
+  // most a 1/50 longer share).
+  static constexpr int64_t kEvenBlocksPerThread = 50;
   // Attention works on tiles: up to kTileTokens consecutive positions of one sequence (a prefill
   // chunk; a decode token is a tile of one), so that the query heads of all their tokens that
   // share a KV head meet each K/V row together.
@@ -161,7 +167,13 @@ class Forward {
   std::vector<float> gate_;   // [n_tokens][n_ff]
   std::vector<float> up_;     // [n_tokens][n_ff]
   std::vector<float> rope_;   // [n_tokens][n_rot/2][2] cos, sin
-  std::vector<std::vector<uint8_t>> act_;  // activations converted for the weights' dot type
+  std::vector<std::vector<uint8_t>> act_;  // activations converted for the weights' dot types: 2 sets of 3
+  // Per thread: rows of a norm each thread does whole (at most kSoloElems elements), and their
+  // conversions (3 buffers each).
+  static constexpr int64_t kSoloElems = 8192;
+  static constexpr size_t kSoloStride = kSoloElems + 16;  // floats; the slack keeps threads off each other's cache lines
+  std::vector<float> solo_xn_;
+  std::vector<std::vector<uint8_t>> solo_act_;
   std::vector<Tile> tiles_;                // [n_tiles] this step's attention tiles
   int32_t n_tiles_ = 0;
   int32_t n_parts_ = 1;                    // runs each KV head's query heads are cut into this step
