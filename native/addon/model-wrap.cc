@@ -198,7 +198,8 @@ class StepWorker : public PromiseWorker {
       }
       const auto t0 = std::chrono::steady_clock::now();
       validate_batch(batch_, hp, *e_->kv);
-      e_->forward->run(batch_, logits_);
+      const bool more = j + 1 < k;  // another step of this call follows its sampling
+      e_->forward->run(batch_, logits_, more || n_out > 1);  // (or the pool samples right after)
       const auto t1 = std::chrono::steady_clock::now();
       const size_t at = j * n_out;
       auto sample_rows = [&](int tid, int nth) {
@@ -213,7 +214,7 @@ class StepWorker : public PromiseWorker {
       };
       // One row needs one thread: waking the pool for it would only add a wake-up.
       if (n_out <= 1) sample_rows(0, 1);
-      else e_->pool->run(sample_rows);
+      else e_->pool->run(sample_rows, more);
       const auto t2 = std::chrono::steady_clock::now();
       forward_ms_ += std::chrono::duration<double, std::milli>(t1 - t0).count();
       sample_ms_ += std::chrono::duration<double, std::milli>(t2 - t1).count();

@@ -151,7 +151,7 @@ void Forward::ensure_scratch(const StepBatch& b) {
   for (auto& a : act_) grow(a, n * widest * 4);
 }
 
-void Forward::run(const StepBatch& b, float* logits) {
+void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
   lap_start_ = std::chrono::steady_clock::now();
   ensure_scratch(b);
   make_tiles(b);
@@ -396,7 +396,7 @@ void Forward::run(const StepBatch& b, float* logits) {
     }
   };
   // A lambda holding one reference fits std::function's small buffer: no allocation per step.
-  pool_.run([&body](int tid, int nth) { body(tid, nth); });
+  pool_.run([&body](int tid, int nth) { body(tid, nth); }, next_soon);
   lap(kOutput);
   profile_.steps += 1;
   profile_.tokens += b.n_tokens;

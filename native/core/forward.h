@@ -38,7 +38,8 @@ class Forward {
   // Runs the batch (after validate_batch) and writes logits [n_out][n_vocab]. A token attends to
   // positions 0..pos of its own sequence: to the cache for earlier steps and to the K/V this step
   // writes for earlier tokens of the same chunk.
-  void run(const StepBatch& b, float* logits);
+  // next_soon: another step follows right away (ThreadPool::run).
+  void run(const StepBatch& b, float* logits, bool next_soon = false);
 
   // The phases of run(), for the bench's profile mode. Each one ends at a barrier. At a few
   // tokens the norms run inside the matmul phase that reads them (kNorm, kFfnNorm and kOutNorm

@@ -19,8 +19,10 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const;
-  // Not reentrant: one region at a time per pool.
-  void run(const std::function<void(int tid, int nth)>& fn);
+  // Not reentrant: one region at a time per pool. next_soon: the caller starts another region
+  // right after this one (a decode step after sampling the last one's token), so workers poll
+  // for it a while instead of sleeping.
+  void run(const std::function<void(int tid, int nth)>& fn, bool next_soon = false);
   // Only from inside run(); every thread of the region must call it the same number of times.
   void barrier();
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -839,6 +840,14 @@ void test_thread_pool() {
     });
     check(after == nth, "regions run normally after exceptions and an idle sleep" + tag);
 
+    // Regions said to follow soon (workers poll for them instead of sleeping): each runs every
+    // tid once, right away or after the workers stopped lingering and went to sleep.
+    std::atomic<int> soon{0};
+    for (int i = 0; i < 1000; ++i) pool.run([&](int, int) { ++soon; pool.barrier(); }, true);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));  // past the linger
+    pool.run([&](int, int) { ++soon; }, true);
+    check(soon == 1001 * nth, "1000 regions with next_soon, then one after the workers' linger ran out" + tag);
+
     bool nested = false;
     try {
       pool.run([&](int tid, int) {
@@ -849,6 +858,15 @@ void test_thread_pool() {
     }
     check(nested, "nested run() is refused with E_INTERNAL" + tag);
   }
+  // Destroyed while its workers linger after a next_soon region: the destructor returns once
+  // they stop (the linger is 0.5 ms).
+  auto pool = std::make_unique<cpu::ThreadPool>(3);
+  std::atomic<int> ran{0};
+  pool->run([&](int, int) { ++ran; }, true);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool.reset();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  check(ran == 3 && ms < 100, "a pool destroyed while its workers linger shuts down (" + std::to_string(ms) + " ms)");
 }
 
 }  // namespace
