@@ -196,6 +196,29 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
     split(w.n_out, tid, nth, rb, re);
     matmul_cols(w, p, n_tok, y, y_stride, rb, re);
   };
+  // Several matmuls of one input taken as one: each thread gets an even share of their weight
+  // bytes in order (a row goes with the share its first byte lies in), so it streams fewer
+  // separate runs of rows than with a share of each (Q/K/V on 2 threads: 2 runs each instead of
+  // 3; each run restarts the prefetchers). In-process A/B at batch 1, SmolLM2 Q8_0 and F16: the
+  // Q/K/V phase 6-12 % shorter in all six rounds, steps 0.94-1.005x.
+  struct Out {
+    const Weight& w;
+    float* y;
+    int64_t stride;
+  };
+  auto matmul_joint = [&](int tid, int nth, std::initializer_list<Out> outs, const Prepared& p, int n_tok) {
+    int64_t total = 0;
+    for (const Out& o : outs) total += o.w.n_out * int64_t(o.w.row_bytes);
+    int64_t b0, b1, off = 0;
+    split(total, tid, nth, b0, b1);
+    for (const Out& o : outs) {
+      const int64_t rb = int64_t(o.w.row_bytes);
+      auto first_row = [&](int64_t at) { return std::clamp<int64_t>((at - off + rb - 1) / rb, 0, o.w.n_out); };
+      const int64_t r0 = first_row(b0), r1 = first_row(b1);
+      if (r0 < r1) matmul_cols(o.w, p, n_tok, o.y, o.stride, r0, r1);
+      off += o.w.n_out * rb;
+    }
+  };
 
   // The residual stream is double-buffered: a phase that adds a block's output reads `cur` and
   // writes `next` (then they swap), so every thread can read whole rows of `cur` for the norm
@@ -298,9 +321,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
       residual_norm(n, nullptr, l > 0 ? tmp_.data() : nullptr, w.attn_norm, p, true, xn);
       if (!own) sync(kNorm);
       prefetch_kv(tid, nth, b, l);
-      matmul(tid, nth, w.wq, p, n, q_.data(), Q);
-      matmul(tid, nth, w.wk, p, n, k_.data(), KV);
-      matmul(tid, nth, w.wv, p, n, v_.data(), KV);
+      matmul_joint(tid, nth, {{w.wq, q_.data(), Q}, {w.wk, k_.data(), KV}, {w.wv, v_.data(), KV}}, p, n);
       sync(kQkv);
 
       // Per (token, head): biases, the Q/K norm, RoPE, and for a KV head its new K/V rows into
