@@ -176,7 +176,7 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
 // an item, and which rows share a kernel call, never changes the arithmetic of a row. (Taking the
 // items head-major instead, so that a thread's tiles of one sequence meet the same head's rows in
 // its L2, made no difference at pp512 or pp2048 on SmolLM2.)
-void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
+void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const Prepared* out) {
   const HParams& hp = m_.hp();
   const int32_t hd = hp.head_dim, G = hp.n_head / hp.n_head_kv;
   const int64_t Q = int64_t(hp.n_head) * hd;
@@ -292,7 +292,12 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l) {
     if (split) return;  // finish_splits folds and normalizes it
     for (size_t r = 0; r < rows; ++r) {
       if (seg > 0) fold_partial(attn_row(r), S.m[r], S.l[r], S.o[r], m[r], lsum[r], hd);
-      if (seg == tile.n_seg - 1) normalize(attn_row(r), S.l[r], hd);
+      if (seg < tile.n_seg - 1) continue;
+      normalize(attn_row(r), S.l[r], hd);
+      if (out) {
+        const int64_t col = int64_t(at(r)) % Q;
+        out->convert(attn_.data(), Q, tile.first + int64_t(r) / Gp, col, col + hd);
+      }
     }
   });
 }

@@ -43,21 +43,18 @@ std::string tok_str(int32_t t) { return "token " + std::to_string(t); }
 
 }  // namespace
 
-// Activations of one matmul input converted for up to three weight dot types. Every thread
-// builds the same descriptor and converts its own share of the rows.
-struct Forward::Prepared {
-  int n = 0;
-  std::vector<uint8_t>* bufs = nullptr;  // the three buffers that hold the converted rows
-  int64_t align = 32;  // column blocks that convert() may be given: a multiple of every block size
-  GgmlType vdt[3];
-  const uint8_t* data[3];
-  size_t row_bytes[3];
+int Forward::Prepared::find(GgmlType t) const {
+  for (int i = 0; i < n; ++i) if (vdt[i] == t) return i;
+  return -1;
+}
 
-  int find(GgmlType t) const {
-    for (int i = 0; i < n; ++i) if (vdt[i] == t) return i;
-    return -1;
+void Forward::Prepared::convert(const float* x, int64_t n_in, int64_t t, int64_t c0, int64_t c1) const {
+  for (int i = 0; i < n; ++i) {
+    if (vdt[i] == GgmlType::F32) continue;
+    uint8_t* row = bufs[i].data() + size_t(t) * row_bytes[i];
+    cpu::quantize_row(vdt[i], x + t * n_in + c0, row + ggml_row_bytes(vdt[i], c0), c1 - c0);
   }
-};
+}
 
 void validate_batch(const StepBatch& b, const HParams& hp, const KvCache& kv) {
   auto bad = [](const std::string& m) { fail(ErrorCode::InvalidArgument, "invalid step batch: " + m); };
@@ -177,14 +174,6 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
     }
     return p;
   };
-  // Converts columns [c0, c1) of row t of x (block-aligned, so each block is whole) for p.
-  auto convert = [&](const Prepared& p, const float* x, int64_t n_in, int64_t t, int64_t c0, int64_t c1) {
-    for (int i = 0; i < p.n; ++i) {
-      if (p.vdt[i] == GgmlType::F32) continue;
-      uint8_t* row = p.bufs[i].data() + size_t(t) * p.row_bytes[i];
-      cpu::quantize_row(p.vdt[i], x + t * n_in + c0, row + ggml_row_bytes(p.vdt[i], c0), c1 - c0);
-    }
-  };
   // y [n_tok][w.n_out] = x W^T for output columns [rb, re).
   auto matmul_cols = [&](const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride, int64_t rb, int64_t re) {
     const int i = p.find(cpu::vec_dot_type(w.type));
@@ -281,7 +270,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
           float* y = xw + t * E;
           for (int64_t i = own ? k0 : c0; i < (own ? k1 : c1); ++i) y[i] = a ? x[i] + a[i] : x[i];
         }
-        convert(p, xn, E, r, c0, c1);
+        p.convert(xn, E, r, c0, c1);
       };
       if (own) {
         for (int64_t r = 0; r < n_rows; ++r) norm(r, 0, E);
@@ -358,15 +347,20 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
         }
       }
       sync(kRope);
-      attention(tid, nth, b, l);
-      sync(kAttention);
-
+      // The attention output converted for wo: by the thread that finished each row, without a
+      // barrier between, where no row waits for another thread's partials and a head's columns
+      // are whole blocks of wo's activations.
       p = layout(attn_.data(), Q, {&w.wo});
-      columns(n, Q, p.align, [&](int64_t t, int64_t c0, int64_t c1) {
-        if (n_splits_ > 0) finish_splits(t, c0, c1);
-        convert(p, attn_.data(), Q, t, c0, c1);
-      });
-      sync(kAttnOutQuant);
+      const bool rows_done = n_splits_ == 0 && hp.head_dim % p.align == 0;
+      attention(tid, nth, b, l, rows_done ? &p : nullptr);
+      sync(kAttention);
+      if (!rows_done) {
+        columns(n, Q, p.align, [&](int64_t t, int64_t c0, int64_t c1) {
+          if (n_splits_ > 0) finish_splits(t, c0, c1);
+          p.convert(attn_.data(), Q, t, c0, c1);
+        });
+        sync(kAttnOutQuant);
+      }
       matmul(tid, nth, w.wo, p, n, tmp_.data(), E);
       sync(kWo);
 
@@ -382,7 +376,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
         float* g = &gate_[size_t(t * F)];
         const float* u = &up_[size_t(t * F)];
         cpu::swiglu(g + c0, u + c0, c1 - c0);
-        convert(pd, gate_.data(), F, t, c0, c1);
+        pd.convert(gate_.data(), F, t, c0, c1);
       };
       const int64_t blocks = (F + pd.align - 1) / pd.align;
       if (blocks % nth == 0 || blocks >= kEvenBlocksPerThread * nth) {

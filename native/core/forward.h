@@ -43,7 +43,9 @@ class Forward {
 
   // The phases of run(), for the bench's profile mode. Each one ends at a barrier. At a few
   // tokens the norms run inside the matmul phase that reads them (kNorm, kFfnNorm and kOutNorm
-  // stay 0), and SwiGLU runs inside kGateUp wherever its columns split evenly (kSilu stays 0).
+  // stay 0), SwiGLU runs inside kGateUp wherever its columns split evenly (kSilu stays 0), and
+  // the attention output's conversion inside kAttention where rows need no fold across threads
+  // and heads are whole activation blocks (kAttnOutQuant stays 0).
   enum Op { kNorm, kQkv, kRope, kAttention, kAttnOutQuant, kWo, kFfnNorm, kGateUp, kSilu, kDown, kOutNorm, kOutput, kOps };
   static const char* op_name(int op);
   // Wall time of each phase summed over the steps since the last take_profile(), measured on
@@ -57,7 +59,20 @@ class Forward {
   Profile take_profile();
 
  private:
-  struct Prepared;
+  // Activations of one matmul input converted for up to three weight dot types. Every thread
+  // builds the same descriptor and converts its own share of the rows.
+  struct Prepared {
+    int n = 0;
+    std::vector<uint8_t>* bufs = nullptr;  // the three buffers that hold the converted rows
+    int64_t align = 32;  // column blocks that convert() may be given: a multiple of every block size
+    GgmlType vdt[3];
+    const uint8_t* data[3];
+    size_t row_bytes[3];
+
+    int find(GgmlType t) const;
+    // Converts columns [c0, c1) of row t of x (block-aligned, so each block is whole).
+    void convert(const float* x, int64_t n_in, int64_t t, int64_t c0, int64_t c1) const;
+  };
   // A phase may split a matmul's output columns at activation-block boundaries only where that
   // leaves every thread the same number of blocks, or this many each (one block more is then at
   // most a 1/50 longer share).
@@ -143,7 +158,8 @@ class Forward {
   // Calls fn(group, segment, split) for each attention item thread tid runs, in order.
   template <class F>
   void for_each_item(int tid, int nth, F&& fn) const;
-  void attention(int tid, int nth, const StepBatch& b, int32_t l);
+  // With out (no split groups, head-aligned blocks), each finished row is also converted for it.
+  void attention(int tid, int nth, const StepBatch& b, int32_t l, const Prepared* out);
   // Folds the partials of the split (tile, head)s into columns [c0, c1) of token t's attention
   // output, normalized.
   void finish_splits(int64_t t, int64_t c0, int64_t c1);
