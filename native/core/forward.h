@@ -98,10 +98,10 @@ class Forward {
   // items become (tile, KV head, part, segment); the kernels give a row the same arithmetic
   // whichever rows share a call, so this too leaves every row's bits alone. A part re-reads its
   // head's K/V rows (from cache, as the context is short), so there are only as many as balance
-  // needs (make_tiles). On this project's 2-vCPU VM it is neutral (in-process A/B on SmolLM2
-  // Q8_0, F16, Q4_K_M at batch 1: steps 0.95-1.03x, mean ~1.0: attention 20 % shorter, but a
-  // shared head's output then crosses cores); it is for machines with more threads than KV heads,
-  // where short-context attention otherwise runs on n_head_kv of them.
+  // needs (make_tiles). On this project's 2-vCPU VM it is about neutral (in-process A/B on
+  // SmolLM2 Q8_0, F16, Q4_K_M at batch 1: steps 0.95-1.03x, mean ~1.0, the attention phase 5-20 %
+  // shorter, but a shared head's rows then cross cores); it is for machines with more threads
+  // than KV heads, where short-context attention otherwise runs on n_head_kv of them.
   static constexpr int32_t kItemsPerThread = 4;
   struct Tile {
     int32_t first;     // batch index of the first token
