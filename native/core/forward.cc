@@ -187,8 +187,8 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
   };
   // Several matmuls of one input taken as one: each thread gets an even share of their weight
   // bytes in order (a row goes with the share its first byte lies in), so it streams fewer
-  // separate runs of rows than with a share of each (Q/K/V on 2 threads: 2 runs each instead of
-  // 3; each run restarts the prefetchers). In-process A/B at batch 1, SmolLM2 Q8_0 and F16: the
+  // separate runs of rows than with a share of each (SmolLM2's Q/K/V on 2 threads: 1 and 3 runs
+  // instead of 3 and 3; each run restarts the prefetchers). In-process A/B at batch 1, SmolLM2 Q8_0 and F16: the
   // Q/K/V phase 6-12 % shorter in all six rounds, steps 0.94-1.005x.
   struct Out {
     const Weight& w;
@@ -371,7 +371,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
       // computed, without a barrier between, when those can be whole blocks of w_down's
       // activations and still even shares (a barrier costs 0.06-0.3 us on the dev VM, plus the
       // wait for the slower thread).
-      const Prepared pd = layout(gate_.data(), F, {&w.w_down}, &act_[3]);  // the input is still read from act_[0..2]
+      const Prepared pd = layout(gate_.data(), F, {&w.w_down}, &act_[3]);  // other threads may still read p's
       auto glu = [&](int64_t t, int64_t c0, int64_t c1) {
         float* g = &gate_[size_t(t * F)];
         const float* u = &up_[size_t(t * F)];
