@@ -179,17 +179,12 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
     const int i = p.find(cpu::vec_dot_type(w.type));
     cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
   };
-  // The same for the columns this thread owns.
-  auto matmul = [&](int tid, int nth, const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride) {
-    int64_t rb, re;
-    split(w.n_out, tid, nth, rb, re);
-    matmul_cols(w, p, n_tok, y, y_stride, rb, re);
-  };
-  // Several matmuls of one input taken as one: each thread gets an even share of their weight
-  // bytes in order (a row goes with the share its first byte lies in), so it streams fewer
-  // separate runs of rows than with a share of each (SmolLM2's Q/K/V on 2 threads: 1 and 3 runs
-  // instead of 3 and 3; each run restarts the prefetchers). In-process A/B at batch 1, SmolLM2 Q8_0 and F16: the
-  // Q/K/V phase 6-12 % shorter in all six rounds, steps 0.94-1.005x.
+  // Several matmuls of one input taken as one, for the columns this thread owns: each thread
+  // gets an even share of their weight bytes in order (a row goes with the share its first byte
+  // lies in), so it streams fewer separate runs of rows than with a share of each (SmolLM2's
+  // Q/K/V on 2 threads: 1 and 3 runs instead of 3 and 3; each run restarts the prefetchers).
+  // In-process A/B at batch 1, SmolLM2 Q8_0 and F16: the Q/K/V phase 6-12 % shorter in all six
+  // rounds, steps 0.94-1.005x.
   struct Out {
     const Weight& w;
     float* y;
@@ -207,6 +202,10 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
       if (r0 < r1) matmul_cols(o.w, p, n_tok, o.y, o.stride, r0, r1);
       off += o.w.n_out * rb;
     }
+  };
+  // One matmul, the same way.
+  auto matmul = [&](int tid, int nth, const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride) {
+    matmul_joint(tid, nth, {{w, y, y_stride}}, p, n_tok);
   };
 
   // The residual stream is double-buffered: a phase that adds a block's output reads `cur` and
