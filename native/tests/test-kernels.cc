@@ -373,11 +373,11 @@ void test_vec_dot() {
 // ---- attention kernels -----------------------------------------------------------------------
 // Scores within the float-dot bounds and values within a per-step rounding bound, on both paths;
 // on the active path, every row's result identical bit for bit whatever other rows share the call
-// (and, for scores, whatever positions share it).
+// and whatever positions share it (n_pos spans several of the fast path's blocks of positions).
 void test_attention() {
   const int64_t head_sizes[] = {1, 7, 8, 9, 16, 23, 64, 100, 128};
   const int n_qs[] = {1, 2, 3, 4, 5, 7, 9};
-  const int n_pos = 11;
+  const int n_pos = 21;
   double worst = 0;
   bool values_ok = true, invariant = true;
   for (int64_t n : head_sizes) {
@@ -422,18 +422,22 @@ void test_attention() {
         std::vector<float> p(static_cast<size_t>(n_q * n_pos));
         for (float& x : p) x = uniform(0.0f, 1.0f);
         const std::vector<float> o0 = make_floats(Fill::Normal, n * n_q, GgmlType::F32);
-        auto values = [&](int r0, int nq, std::vector<float>& o) {
+        // Rows [r0, r0 + nq) over positions [j0, j0 + np).
+        auto values = [&](int r0, int nq, std::vector<float>& o, int j0, int np) {
           std::vector<float*> op;
           for (int r = 0; r < n_q; ++r) op.push_back(o.data() + r * n);
-          if (f16) cpu::attn_values_f16(n, p.data() + r0 * n_pos, n_pos, nq, kv16, stride, n_pos, op.data() + r0);
-          else cpu::attn_values_f32(n, p.data() + r0 * n_pos, n_pos, nq, kv32.data(), stride, n_pos, op.data() + r0);
+          const float* pj = p.data() + r0 * n_pos + j0;
+          if (f16) cpu::attn_values_f16(n, pj, n_pos, nq, kv16 + j0 * stride, stride, np, op.data() + r0);
+          else cpu::attn_values_f32(n, pj, n_pos, nq, kv32.data() + j0 * stride, stride, np, op.data() + r0);
           return 0;
         };
-        std::vector<float> oa = o0, ob = o0, orf = o0;
-        values(0, n_q, oa);
-        for (int r = 0; r < n_q; ++r) values(r, 1, ob);
-        on_ref([&] { return values(0, n_q, orf); });
-        invariant &= same_bits(oa, ob);
+        std::vector<float> oa = o0, ob = o0, oc = o0, orf = o0;
+        values(0, n_q, oa, 0, n_pos);
+        for (int r = 0; r < n_q; ++r) values(r, 1, ob, 0, n_pos);
+        values(0, n_q, oc, 0, 5);
+        values(0, n_q, oc, 5, n_pos - 5);
+        on_ref([&] { return values(0, n_q, orf, 0, n_pos); });
+        invariant &= same_bits(oa, ob) && same_bits(oa, oc);
         for (int r = 0; r < n_q; ++r) {
           for (int64_t e = 0; e < n; ++e) {
             double want = o0[size_t(r * n + e)], mag = std::fabs(want);
