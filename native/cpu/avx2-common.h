@@ -79,10 +79,14 @@ struct LdBF16 {
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Decode GEMVs read weight rows as one stream, and before each row (or group of rows) ask for
-// the lines kPrefetchBytes further on: in interleaved A/B runs of bench-kernels (2 threads, this
-// noisy 2-vCPU VM) the F16/Q8_0 GEMVs read 5-10% faster with 4 KiB than with the hardware
-// prefetchers alone (0, 2, 4 and 8 KiB tried), the K-quant ones on 1,536-wide rows up to 25%.
-constexpr int64_t kPrefetchBytes = 4096;
+// the lines kPrefetchBytes further on: the F16/Q8_0 GEMVs read 5-10% faster with 4 KiB than with
+// the hardware prefetchers alone, the K-quant ones on 1,536-wide rows up to 25%. How far ahead is
+// how much a thread has in flight, and a thread with a memory path of its own needs more than one
+// that shares it: decode steps with 8 KiB against 4 KiB (in-process A/B, 2-vCPU Zen 5 VM) took
+// 0.88-0.93x on one thread and 0.88-0.95x on two when the VM ran its vCPUs on separate core
+// complexes (SmolLM2 F16/Q8_0, Qwen2.5 Q8_0), 1.00-1.03x when they shared one and its bandwidth.
+// 12 and 16 KiB did no better than 8 on one thread; 12 was 4-5% worse on two sharing one.
+constexpr int64_t kPrefetchBytes = 8192;
 
 // One line, for kernels that prefetch as they stream. A burst of requests for a whole long row
 // at its start overruns the outstanding-miss slots: on Qwen2.5's ffn_down (Q8_0 rows of 5,168

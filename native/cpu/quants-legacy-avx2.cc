@@ -89,7 +89,7 @@ __m256i quad_sums(__m256i q, int shift) {
 // Decoding the 5-bit types from memory, the prefetchers alone leave the loop waiting (measured
 // 1 thread: Q5_0 1.89 -> 1.64, Q5_1 2.1-2.5 -> 1.80 ns per block with 16 blocks ahead; cache-
 // resident runs unchanged), so their raw paths also ask for the block kPrefetch blocks ahead.
-// 128 blocks (2.8-3 KiB, like the 4 KiB of the other GEMVs) beat 16 in interleaved bench-kernels
+// 128 blocks (2.8-3 KiB; the other GEMVs ask 8 KiB ahead) beat 16 in interleaved bench-kernels
 // runs on a Zen 3 VM: Q5_0 +14% on 1 thread, +8% on 2; Q5_1 +10% on 1 (64 and 192 were no
 // better). The 4-bit types ran 4% slower with it and go without.
 constexpr int64_t kPrefetch = 128;
