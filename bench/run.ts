@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const header = [
     `weft bench  ${started.toISOString()}  ${machine.cpu}, ${machine.cores} cores, ${machine.memGiB} GiB  node ${machine.node}`,
     `threads ${THREADS}; model files ${useMmap ? 'mapped' : 'read into memory'} by both (useMmap: ${useMmap}); peer: ${machine.llamaCpp}; read bandwidth ${bandwidth.toFixed(1)} GB/s ` +
-      `(bench-membw, 2 threads, best of 10 passes (5 with software prefetch) before each model and at the end: ${membw.map((x) => x.toFixed(1)).join(' / ')}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
+      `(bench-membw, 2 threads, best of 15 passes (10 with software prefetch 4 or 8 KiB ahead) before each model and at the end: ${membw.map((x) => x.toFixed(1)).join(' / ')}; PERF.md: ${PUBLISHED_MEMBW_GBS})`,
     `other processes used ${othersPct}% of the CPU during the run${othersPct > 5 ? ' (the machine was not quiet: figures are disturbed)' : ''}; ` +
       `load average at start ${machine.loadAtStart.join(' ')}, at end ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}` +
       `${quick ? '; --quick: one repetition' : ''}`,
