@@ -38,7 +38,6 @@ void normalize(float* o, double l, int64_t n) {
 void Forward::make_tiles(const StepBatch& b) {
   const HParams& hp = m_.hp();
   n_tiles_ = 0;
-  int64_t items = 0;
   for (int32_t t = 0; t < b.n_tokens;) {
     int32_t n = 1;
     while (n < kTileTokens && t + n < b.n_tokens && b.seq_idx[t + n] == b.seq_idx[t] &&
@@ -46,13 +45,17 @@ void Forward::make_tiles(const StepBatch& b) {
       ++n;
     }
     const int32_t pos = b.positions[t];
-    const int64_t cost = int64_t(n) * pos + int64_t(n) * (n + 1) / 2;
-    const int64_t before = n_tiles_ > 0 ? tiles_[size_t(n_tiles_ - 1)].cost_end : 0;
     const int32_t n_seg = (pos + n - 1) / kSegment + 1;
-    tiles_[size_t(n_tiles_)] = {t, n, pos, n_seg, cost, before + cost};
-    items += int64_t(n_seg) * hp.n_head_kv;
+    tiles_[size_t(n_tiles_)] = {t, n, pos, n_seg, 0, 0, 0, 0};
     ++n_tiles_;
     t += n;
+  }
+  find_shared(b);
+  int64_t items = int64_t(n_shared_) * hp.n_head_kv;
+  for (int32_t ti = 0; ti < n_tiles_; ++ti) {
+    Tile& tile = tiles_[size_t(ti)];
+    for (int32_t s = tile.n_shared; s < tile.n_seg; ++s) tile.cost += seg_cost(tile, s);
+    items += int64_t(tile.n_seg - tile.n_shared) * hp.n_head_kv;
   }
 
   // The fewest parts that give every thread the same number of items, or enough items that the
@@ -61,19 +64,24 @@ void Forward::make_tiles(const StepBatch& b) {
   const int32_t G = hp.n_head / hp.n_head_kv;
   n_parts_ = 1;
   while (n_parts_ < G && (items * n_parts_) % nth != 0 && items * n_parts_ < int64_t(kItemsPerThread) * nth) ++n_parts_;
+  total_cost_ = 0;
+  for_each_group([&](const Group& gr) { total_cost_ = gr.at + group_cost(gr); });
 
-  // The groups whose segments more than one thread runs, and room for their partials.
-  const int64_t total = total_cost();
+  // The groups whose segments more than one thread runs, or that have shared segments, and room
+  // for their partials.
   n_splits_ = 0;
   size_t parts = 0;
   for_each_group([&](const Group& gr) {
-    if (tiles_[size_t(gr.tile)].n_seg == 1) return;
+    if (gr.tile >= n_tiles_) return;
+    Tile& tile = tiles_[size_t(gr.tile)];
+    if (gr.head == 0 && gr.part == 0) tile.split0 = tile.split1 = n_splits_;
     int first, last;
-    group_owners(gr, total, nth, first, last);
-    if (first == last) return;
-    if (size_t(n_splits_) == splits_.size()) splits_.resize(splits_.size() + 1);  // at most nth - 1
+    group_owners(gr, nth, first, last);
+    if (tile.n_shared == 0 && first == last) return;
+    if (size_t(n_splits_) == splits_.size()) splits_.resize(splits_.size() + 1);
     splits_[size_t(n_splits_++)] = {gr, parts};
-    parts += size_t(tiles_[size_t(gr.tile)].n_seg);
+    tile.split1 = n_splits_;
+    parts += size_t(tile.n_seg);
   });
   const size_t rows = size_t(kTileTokens) * size_t(G);
   auto grow = [](auto& v, size_t sz) { if (v.size() < sz) v.resize(sz); };
@@ -82,50 +90,103 @@ void Forward::make_tiles(const StepBatch& b) {
   grow(parts_.l, parts * rows);
 }
 
+// Segment by segment from the first: the decode tiles that shared every segment before it and see
+// all of it before their own position, sorted by the blocks under it, so that tiles on the same
+// blocks lie side by side; each run of two or more becomes shared items. (Requiring the segments
+// before keeps a tile's shared segments a prefix of its context.)
+void Forward::find_shared(const StepBatch& b) {
+  n_shared_ = 0;
+  const int32_t bs = kv_.block_size();
+  auto table = [&](int32_t ti) { return b.block_tables + int64_t(b.seq_idx[tiles_[size_t(ti)].first]) * b.max_blocks; };
+  for (int32_t s = 0;; ++s) {
+    // Whole segments before the token's own position: its block is its own.
+    const int32_t end = (s + 1) * kSegment, blk0 = s * kSegment / bs, blk1 = (end - 1) / bs + 1;
+    int32_t n = 0;
+    for (int32_t ti = 0; ti < n_tiles_; ++ti) {
+      const Tile& t = tiles_[size_t(ti)];
+      if (t.n == 1 && t.n_shared == s && end <= t.pos) by_blocks_[size_t(n++)] = ti;
+    }
+    if (n < 2) return;
+    auto less = [&](int32_t x, int32_t y) {
+      return std::lexicographical_compare(table(x) + blk0, table(x) + blk1, table(y) + blk0, table(y) + blk1);
+    };
+    std::sort(by_blocks_.begin(), by_blocks_.begin() + n, less);
+    for (int32_t i = 0; i < n;) {
+      int32_t e = i + 1;
+      while (e < n && std::equal(table(by_blocks_[size_t(i)]) + blk0, table(by_blocks_[size_t(i)]) + blk1,
+                                 table(by_blocks_[size_t(e)]) + blk0)) {
+        ++e;
+      }
+      // Runs of at least two, in nearly equal items of at most kTileTokens tiles.
+      const int32_t run = e - i, items = (run + kTileTokens - 1) / kTileTokens;
+      for (int32_t k = 0; run >= 2 && k < items; ++k) {
+        if (size_t(n_shared_) == shared_.size()) shared_.resize(shared_.size() + 1);
+        Shared& sh = shared_[size_t(n_shared_++)];
+        sh.seg = s;
+        sh.n = 0;
+        for (int32_t j = i + run * k / items; j < i + run * (k + 1) / items; ++j) {
+          sh.tiles[sh.n++] = by_blocks_[size_t(j)];
+          tiles_[size_t(by_blocks_[size_t(j)])].n_shared = s + 1;
+        }
+      }
+      i = e;
+    }
+  }
+}
+
 int64_t Forward::seg_cost(const Tile& t, int32_t seg) const {
   int64_t c = 0;
   for (int32_t i = 0; i < t.n; ++i) c += std::clamp<int64_t>(t.pos + i + 1 - int64_t(seg) * kSegment, 0, kSegment);
   return c;
 }
 
+int64_t Forward::group_cost(const Group& gr) const {
+  const int64_t per_head = gr.tile < n_tiles_ ? tiles_[size_t(gr.tile)].cost
+                                              : int64_t(shared_[size_t(gr.tile - n_tiles_)].n) * kSegment;
+  return per_head * (gr.h1 - gr.h0);
+}
+
 template <class F>
 void Forward::for_each_group(F&& fn) const {
   const int32_t G = m_.hp().n_head / m_.hp().n_head_kv;
   int64_t at = 0;
-  for (int32_t ti = 0; ti < n_tiles_; ++ti) {
+  for (int32_t ti = 0; ti < n_tiles_ + n_shared_; ++ti) {
     for (int32_t g = 0; g < m_.hp().n_head_kv; ++g) {
       for (int32_t p = 0; p < n_parts_; ++p) {
         const Group gr{ti, g, p, p * G / n_parts_, (p + 1) * G / n_parts_, at};
         fn(gr);
-        at += tiles_[size_t(ti)].cost * (gr.h1 - gr.h0);
+        at += group_cost(gr);
       }
     }
   }
 }
 
-int64_t Forward::total_cost() const {
-  return tiles_[size_t(n_tiles_ - 1)].cost_end * m_.hp().n_head;
-}
-
-void Forward::group_owners(const Group& gr, int64_t total, int nth, int& first, int& last) const {
+void Forward::group_owners(const Group& gr, int nth, int& first, int& last) const {
+  if (gr.tile >= n_tiles_) {
+    first = last = item_owner(gr.at, group_cost(gr), total_cost_, nth);
+    return;
+  }
   const Tile& t = tiles_[size_t(gr.tile)];
   const int64_t w = gr.h1 - gr.h0, c_last = seg_cost(t, t.n_seg - 1) * w;
-  first = item_owner(gr.at, seg_cost(t, 0) * w, total, nth);
-  last = item_owner(gr.at + t.cost * w - c_last, c_last, total, nth);
+  first = item_owner(gr.at, seg_cost(t, t.n_shared) * w, total_cost_, nth);
+  last = item_owner(gr.at + t.cost * w - c_last, c_last, total_cost_, nth);
 }
 
 template <class F>
 void Forward::for_each_item(int tid, int nth, F&& fn) const {
-  const int64_t total = total_cost();
   for_each_group([&](const Group& gr) {
-    const Tile& tile = tiles_[size_t(gr.tile)];
     int first, last;
-    group_owners(gr, total, nth, first, last);
+    group_owners(gr, nth, first, last);
     if (first > tid || last < tid) return;
+    if (gr.tile >= n_tiles_) {
+      fn(gr, shared_[size_t(gr.tile - n_tiles_)].seg, true);
+      return;
+    }
+    const Tile& tile = tiles_[size_t(gr.tile)];
     int64_t s_at = gr.at;
-    for (int32_t s = 0; s < tile.n_seg; ++s) {
+    for (int32_t s = tile.n_shared; s < tile.n_seg; ++s) {
       const int64_t c = seg_cost(tile, s) * (gr.h1 - gr.h0);
-      if (item_owner(s_at, c, total, nth) == tid) fn(gr, s, first != last);
+      if (item_owner(s_at, c, total_cost_, nth) == tid) fn(gr, s, first != last || tile.n_shared > 0);
       s_at += c;
     }
   });
@@ -152,7 +213,7 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
     prev[2] = seg;
     if (again) return;
     const int32_t g = gr.head;
-    const Tile& tile = tiles_[size_t(gr.tile)];
+    const Tile& tile = tiles_[size_t(gr.tile < n_tiles_ ? gr.tile : shared_[size_t(gr.tile - n_tiles_)].tiles[0])];
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
     // Positions before the tile's first are in the cache already; the tile writes the rest.
     for (int32_t j = seg * kSegment; j < std::min(tile.pos, (seg + 1) * kSegment); ++j) {
@@ -188,42 +249,59 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
   AttnScratch& S = attn_scratch_[size_t(tid)];
 
   for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool split) {
-    const Tile tile = tiles_[size_t(gr.tile)];
+    // A shared item's tokens are its members' (one each); its K/V rows, member 0's.
+    const Shared* sh = gr.tile < n_tiles_ ? nullptr : &shared_[size_t(gr.tile - n_tiles_)];
+    const Tile& tile = tiles_[size_t(sh ? sh->tiles[0] : gr.tile)];
+    const int32_t n_tok = sh ? sh->n : tile.n;
+    auto token = [&](int32_t i) { return sh ? tiles_[size_t(sh->tiles[i])].first : tile.first + i; };  // batch index
     const int32_t g = gr.head, Gp = gr.h1 - gr.h0;
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
-    auto n_ctx = [&](int32_t i) { return tile.pos + i + 1; };  // context of the tile's token i
+    auto n_ctx = [&](int32_t i) { return b.positions[token(i)] + 1; };  // context of the item's token i
     // Row r = i * Gp + h: query head g * G + h0 + h of token i, at this offset in q_ and attn_.
-    auto at = [&](size_t r) { return size_t((tile.first + int64_t(r) / Gp) * Q + int64_t(g * G + gr.h0 + int32_t(r % Gp)) * hd); };
+    auto at = [&](size_t r) { return size_t(int64_t(token(int32_t(r / Gp))) * Q + int64_t(g * G + gr.h0 + int32_t(r % Gp)) * hd); };
     auto attn_row = [&](size_t r) { return &attn_[at(r)]; };
-    const size_t rows = size_t(tile.n) * Gp;
+    const size_t rows = size_t(n_tok) * Gp;
 
-    float* m = S.m.data();
-    double* lsum = S.l.data();
+    // Where row r's partial goes in parts_ (a split group's or shared item's): its group's split
+    // entry, one part per segment. A shared tile's groups are all splits, in group order.
     size_t part = 0;
-    if (split) {
-      int32_t k = 0;
+    if (split && !sh) {
+      int32_t k = tile.split0;
       while (splits_[size_t(k)].group.at != gr.at) ++k;
       part = splits_[size_t(k)].part0 + size_t(seg);
-      m = &parts_.m[part * max_rows];
-      lsum = &parts_.l[part * max_rows];
-    } else if (seg > 0) {
-      m = S.m2.data();
-      lsum = S.l2.data();
     }
+    auto part_row = [&](size_t r) {
+      if (!sh) return part * max_rows + r;
+      const Split& sp = splits_[size_t(tiles_[size_t(sh->tiles[r / Gp])].split0 + g * n_parts_ + gr.part)];
+      return (sp.part0 + size_t(seg)) * max_rows + r % Gp;
+    };
     for (size_t r = 0; r < rows; ++r) {
       S.q[r] = &q_[at(r)];
-      S.o[r] = split ? &parts_.o[(part * max_rows + r) * size_t(hd)] : seg > 0 ? &S.o2[r * size_t(hd)] : attn_row(r);
+      if (split) {
+        const size_t pr = part_row(r);
+        S.o[r] = &parts_.o[pr * size_t(hd)];
+        S.mp[r] = &parts_.m[pr];
+        S.lp[r] = &parts_.l[pr];
+      } else if (seg > 0) {
+        S.o[r] = &S.o2[r * size_t(hd)];
+        S.mp[r] = &S.m2[r];
+        S.lp[r] = &S.l2[r];
+      } else {
+        S.o[r] = attn_row(r);
+        S.mp[r] = &S.m[r];
+        S.lp[r] = &S.l[r];
+      }
       std::fill(S.o[r], S.o[r] + hd, 0.0f);
-      m[r] = -INFINITY;
-      lsum[r] = 0.0;
+      *S.mp[r] = -INFINITY;
+      *S.lp[r] = 0.0;
     }
     // Calls fn(i0, i1, n_pos) for the tokens [i0, i1) that see the same n_pos > 0 positions of
     // [j, j_end): tokens share a call as long as their contexts cover the same part of it.
     auto by_reach = [&](int32_t i, int32_t j, int32_t j_end, auto&& fn) {
-      while (i < tile.n) {
+      while (i < n_tok) {
         const int32_t cnt = std::min(n_ctx(i), j_end) - j;
         int32_t e = i + 1;
-        while (e < tile.n && std::min(n_ctx(e), j_end) - j == cnt) ++e;
+        while (e < n_tok && std::min(n_ctx(e), j_end) - j == cnt) ++e;
         if (cnt > 0) fn(i, e, cnt);
         i = e;
       }
@@ -243,7 +321,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
       }
     };
 
-    const int32_t seg_end = std::min(n_ctx(tile.n - 1), (seg + 1) * kSegment);
+    const int32_t seg_end = std::min(n_ctx(n_tok - 1), (seg + 1) * kSegment);
     for (int32_t j0 = seg * kSegment; j0 < seg_end; j0 += kChunk) {
       const int32_t j1 = std::min(j0 + kChunk, seg_end);
       int32_t first = 0;  // tokens before it ended their context before this chunk
@@ -261,19 +339,21 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
       });
 
       // Online softmax: rescale what the row holds when its max grows, then exponentiate.
-      for (int32_t i = first; i < tile.n; ++i) {
+      for (int32_t i = first; i < n_tok; ++i) {
         const int32_t cnt = std::min(n_ctx(i), j1) - j0;
         for (int32_t h = 0; h < Gp; ++h) {
           const size_t r = size_t(i) * Gp + h;
           float* p = &S.p[r * kChunk];
-          const float mx = cpu::attn_scale_max(p, cnt, scale, m[r]);
-          if (mx > m[r] && m[r] != -INFINITY) {
-            const float f = std::exp(m[r] - mx);
+          float& m = *S.mp[r];
+          double& lsum = *S.lp[r];
+          const float mx = cpu::attn_scale_max(p, cnt, scale, m);
+          if (mx > m && m != -INFINITY) {
+            const float f = std::exp(m - mx);
             for (int32_t e = 0; e < hd; ++e) S.o[r][e] *= f;
-            lsum[r] *= f;
+            lsum *= f;
           }
-          m[r] = mx;
-          lsum[r] += cpu::attn_exp(p, cnt, mx);
+          m = mx;
+          lsum += cpu::attn_exp(p, cnt, mx);
         }
       }
 
@@ -291,7 +371,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
 
     if (split) return;  // finish_splits folds and normalizes it
     for (size_t r = 0; r < rows; ++r) {
-      if (seg > 0) fold_partial(attn_row(r), S.m[r], S.l[r], S.o[r], m[r], lsum[r], hd);
+      if (seg > 0) fold_partial(attn_row(r), S.m[r], S.l[r], S.o[r], *S.mp[r], *S.lp[r], hd);
       if (seg < tile.n_seg - 1) continue;
       normalize(attn_row(r), S.l[r], hd);
       if (out) {
@@ -306,10 +386,11 @@ void Forward::finish_splits(int64_t t, int64_t c0, int64_t c1) {
   const HParams& hp = m_.hp();
   const int32_t hd = hp.head_dim, G = hp.n_head / hp.n_head_kv;
   const size_t max_rows = size_t(kTileTokens) * size_t(G);
-  for (int32_t k = 0; k < n_splits_; ++k) {
+  // The tile of token t (tiles are in token order), then its split groups.
+  const Tile* first = tiles_.data();
+  const Tile& tile = *(std::upper_bound(first, first + n_tiles_, t, [](int64_t x, const Tile& y) { return x < y.first; }) - 1);
+  for (int32_t k = tile.split0; k < tile.split1; ++k) {
     const Split& sp = splits_[size_t(k)];
-    const Tile& tile = tiles_[size_t(sp.group.tile)];
-    if (t < tile.first || t >= tile.first + tile.n) continue;
     const int32_t h0 = sp.group.h0, h1 = sp.group.h1;
     for (int32_t h = h0; h < h1; ++h) {
       const int64_t col = int64_t(sp.group.head * G + h) * hd, lo = std::max(c0, col), hi = std::min(c1, col + hd);

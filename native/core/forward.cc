@@ -118,6 +118,8 @@ Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(mo
     size(s.p, rows * kChunk);
     size(s.q, rows);
     size(s.o, rows);
+    size(s.mp, rows);
+    size(s.lp, rows);
     size(s.m, rows);
     size(s.l, rows);
     size(s.o2, rows * size_t(hp.head_dim));
@@ -143,6 +145,7 @@ void Forward::ensure_scratch(const StepBatch& b) {
   grow(up_, n * hp.n_ff);
   grow(rope_, n * hp.n_rot);
   grow(tiles_, n);
+  grow(by_blocks_, n);
   // Every dot type costs at most 4 bytes per element.
   const size_t widest = std::max({size_t(hp.n_embd), q_dim, size_t(hp.n_ff)});
   for (auto& a : act_) grow(a, n * widest * 4);

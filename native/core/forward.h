@@ -108,18 +108,34 @@ class Forward {
     int32_t n;         // tokens, at positions pos + 0 .. n-1
     int32_t pos;
     int32_t n_seg;     // segments the last token's context spans
-    int64_t cost;      // attention work per KV head: the positions its tokens attend to
-    int64_t cost_end;  // sum of `cost` over this tile and the ones before it
+    int32_t n_shared;  // segments [0, n_shared) are computed by shared items (Shared)
+    int64_t cost;      // attention work per query head of its own items: the positions they attend to
+    int32_t split0, split1;  // its groups' entries in splits_
   };
-  // A (tile, KV head, part): a group of items, one per segment.
+  // Sequences forked from one prompt share its KV blocks. Where the decode tokens (tiles of one)
+  // of several sequences find the same blocks under a whole segment of their contexts, one item
+  // per (Shared, KV head, part) computes that segment for up to kTileTokens of them: its K/V rows
+  // are read once for all their query rows instead of once per sequence. The kernels give a row
+  // the same arithmetic whichever rows share a call, and a member's segments are folded in order
+  // as any split group's are (its groups all become splits), so a row's bits do not change.
+  // Only segments before a token's own position are shared (its own block is never shared: the
+  // cache copies a block before a sequence writes into it), and a tile's shared segments are
+  // [0, n_shared), a prefix of its context.
+  struct Shared {
+    int32_t seg;
+    int32_t n;  // member tiles
+    int32_t tiles[kTileTokens];
+  };
+  // A (tile, KV head, part), a group of items, one per segment of the tile's own; or a (Shared,
+  // KV head, part), one item (tile = n_tiles_ + its index in shared_).
   struct Group {
     int32_t tile, head, part;
     int32_t h0, h1;  // its query heads within the KV head's
     int64_t at;      // the cost of the items before it (every group costs > 0: it names the group)
   };
-  // A group whose segments more than one thread runs. Each of its segments leaves its partial
-  // result in parts_ (from index part0 on), and the threads that convert the attention output
-  // fold them (finish_splits).
+  // A tile's group whose segments more than one thread runs, or that has shared segments. Each
+  // of its segments leaves its partial result in parts_ (from index part0 on), and the threads
+  // that convert the attention output fold them (finish_splits).
   struct Split {
     Group group;
     size_t part0;
@@ -135,6 +151,8 @@ class Forward {
     std::vector<float> p;         // [rows][kChunk] scores of the current chunk, then exp(score - m)
     std::vector<const float*> q;  // [rows] the tile's query heads for the current KV head
     std::vector<float*> o;        // [rows] where the current segment's outputs accumulate
+    std::vector<float*> mp;       // [rows] where its running max and sum are kept
+    std::vector<double*> lp;
     std::vector<float> m;         // [rows] running max of the scaled scores (segment 0, and folded)
     std::vector<double> l;        // [rows] running sum of exp(score - m)
     std::vector<float> o2;        // [rows][head_dim] a later segment's outputs, before the fold
@@ -143,18 +161,22 @@ class Forward {
   };
 
   void ensure_scratch(const StepBatch& b);
-  // Cuts the batch into tiles, picks n_parts_, and finds the groups whose segments the pool's
-  // threads share.
+  // Cuts the batch into tiles, finds the shared segments, picks n_parts_, and finds the groups
+  // whose segments the pool's threads share.
   void make_tiles(const StepBatch& b);
+  // Finds the shared segments: sets each tile's n_shared and fills shared_.
+  void find_shared(const StepBatch& b);
   // Work of a segment of tile t per query head: the positions its tokens attend to.
   int64_t seg_cost(const Tile& t, int32_t seg) const;
-  // Calls fn(const Group&) for every group, in item order. Item costs are positions times the
-  // part's query heads, so parts of unequal size weigh what they hold.
+  // Calls fn(const Group&) for every group, in item order: the tiles' groups, then the shared
+  // ones. Item costs are positions times the part's query heads, so parts of unequal size weigh
+  // what they hold.
   template <class F>
   void for_each_group(F&& fn) const;
-  int64_t total_cost() const;
-  // The threads that run the first and the last segment of group gr.
-  void group_owners(const Group& gr, int64_t total, int nth, int& first, int& last) const;
+  // The work of group gr: the cost of all its items.
+  int64_t group_cost(const Group& gr) const;
+  // The threads that run the first and the last item of group gr.
+  void group_owners(const Group& gr, int nth, int& first, int& last) const;
   // Calls fn(group, segment, split) for each attention item thread tid runs, in order.
   template <class F>
   void for_each_item(int tid, int nth, F&& fn) const;
@@ -193,8 +215,12 @@ class Forward {
   std::vector<std::vector<uint8_t>> solo_act_;
   std::vector<Tile> tiles_;                // [n_tiles] this step's attention tiles
   int32_t n_tiles_ = 0;
+  std::vector<Shared> shared_;             // [n_shared] this step's shared segments
+  int32_t n_shared_ = 0;
+  std::vector<int32_t> by_blocks_;         // [n_tiles] find_shared's scratch
   int32_t n_parts_ = 1;                    // runs each KV head's query heads are cut into this step
-  std::vector<Split> splits_;              // [n_splits] (at most one per pair of adjacent threads)
+  int64_t total_cost_ = 0;                 // of all items
+  std::vector<Split> splits_;              // [n_splits] in group order
   int32_t n_splits_ = 0;
   Parts parts_;
   std::vector<AttnScratch> attn_scratch_;  // per thread, sized at construction
