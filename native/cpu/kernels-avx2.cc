@@ -317,44 +317,14 @@ void scores_by_tiles(int64_t n, const float* const* q, const typename K::T* k, i
   scores_rows<K, NQ>(n, q, k + j * k_stride, k_stride, n_pos - j, s + j, s_stride);
 }
 
-// Decode reads the K/V rows of a long context from memory (a step streams all the weights
-// through the caches between one layer's attention and the next), and the prefetchers alone left
-// the kernels waiting on them. So positions go in blocks of kAttnBlock, and before each block the
-// rows kAttnAhead positions on are asked for: at 1,024 positions of context the attention phase
-// of a SmolLM2 decode step (2 threads) took 1.2-1.7 ms without, 0.86-1.2 ms with (in-process A/B;
-// blocks of 4-16 and 16-64 ahead tried, 8 and 32 among the best). A block is a call of its own to
-// the tiles below, which compute each score and each output element the same way whichever
-// positions share a call. Only calls with few query rows go in blocks (a decode step's GQA group,
-// up to kAttnBlockRows): a prefill tile's many rows, against K/V rows it mostly wrote itself just
-// before, would pay the output rows' loads and stores once per block (its attention phase took
-// 5-7 % longer at pp512 with blocks).
-constexpr int kAttnBlock = 8;
-constexpr int64_t kAttnAhead = 32;
-constexpr int kAttnBlockRows = 8;
-
-// Asks for rows [row0, row0 + rows) of n elements, stride elements apart. Rows past the caller's
-// last are asked for too (the next block's, usually): a prefetch never faults, and the address is
-// formed as an integer so that no pointer leaves its array.
-template <class T>
-void prefetch_rows(const T* base, int64_t stride, int64_t row0, int64_t rows, int64_t n) {
-  const uintptr_t first = reinterpret_cast<uintptr_t>(base) + uintptr_t(row0 * stride) * sizeof(T);
-  for (int64_t i = 0; i < rows; ++i) {
-    const uintptr_t row = first + uintptr_t(i * stride) * sizeof(T);
-    for (uintptr_t o = 0; o < uintptr_t(n) * sizeof(T); o += 64) _mm_prefetch(reinterpret_cast<const char*>(row + o), _MM_HINT_T0);
-  }
-}
-
 template <class K>
 void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
                  int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
-  const bool blocks = n_q <= kAttnBlockRows;
-  for (int j = 0; j < n_pos; j += blocks ? kAttnBlock : n_pos) {
-    const int nb = blocks ? std::min(kAttnBlock, n_pos - j) : n_pos;
-    if (blocks) prefetch_rows(k, k_stride, j + kAttnAhead, kAttnBlock, n);
+  attn_blocks(n, n_q, k, k_stride, n_pos, [&](int j, int nb) {
     int r = 0;
     for (; r + 2 <= n_q; r += 2) scores_by_tiles<K, 2>(n, q + r, k + j * k_stride, k_stride, nb, s + r * s_stride + j, s_stride);
     if (r < n_q) scores_by_tiles<K, 1>(n, q + r, k + j * k_stride, k_stride, nb, s + r * s_stride + j, s_stride);
-  }
+  });
 }
 
 // Values: 16 (then 8) elements of up to four output rows stay in registers across all n_pos
@@ -510,10 +480,7 @@ double sum_squares(const float* x, const float* add, int64_t n) {
 template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
-  const bool blocks = n_q <= kAttnBlockRows;
-  for (int j = 0; j < n_pos; j += blocks ? kAttnBlock : n_pos) {
-    const int nb = blocks ? std::min(kAttnBlock, n_pos - j) : n_pos;
-    if (blocks) prefetch_rows(v, v_stride, j + kAttnAhead, kAttnBlock, n);
+  attn_blocks(n, n_q, v, v_stride, n_pos, [&](int j, int nb) {
     const typename V::T* vj = v + j * v_stride;
     int r = 0;
     for (; r + 4 <= n_q; r += 4) values_rows<V, 4>(n, p + r * p_stride + j, p_stride, vj, v_stride, nb, o + r);
@@ -524,7 +491,7 @@ void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typ
       case 1: values_rows<V, 1>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
       default: break;
     }
-  }
+  });
 }
 
 }  // namespace
