@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 namespace weft::cpu::detail {
 namespace {
@@ -163,6 +164,45 @@ void prefetch_rows(const T* base, int64_t stride, int64_t row0, int64_t rows, in
   for (int64_t i = 0; i < rows; ++i) {
     const uintptr_t row = first + uintptr_t(i * stride) * sizeof(T);
     for (uintptr_t o = 0; o < uintptr_t(n) * sizeof(T); o += 64) _mm_prefetch(reinterpret_cast<const char*>(row + o), _MM_HINT_T0);
+  }
+}
+
+// Calls fn(r, nq) for query rows [r, r + nq) of [0, n_q): fours, then the 3, 2 or 1 left, nq an
+// std::integral_constant so that each size is its own instantiation.
+template <class F>
+void by_fours(int n_q, F&& fn) {
+  int r = 0;
+  for (; r + 4 <= n_q; r += 4) fn(r, std::integral_constant<int, 4>{});
+  switch (n_q - r) {
+    case 3: fn(r, std::integral_constant<int, 3>{}); break;
+    case 2: fn(r, std::integral_constant<int, 2>{}); break;
+    case 1: fn(r, std::integral_constant<int, 1>{}); break;
+    default: break;
+  }
+}
+
+// Values of NQ rows from element e on, once fewer than 16 are left: 8 lanes, then scalar fmas,
+// o = fma(p_j, v_j, o) in j order (the steps both backends' values kernels end with). V: an
+// 8-lane loader.
+template <class V, int NQ>
+void values_tail(int64_t n, int64_t e, const float* p, int64_t p_stride, const typename V::T* v,
+                 int64_t v_stride, int n_pos, float* const* o) {
+  if (e + 8 <= n) {
+    __m256 a0[NQ];
+    for (int r = 0; r < NQ; ++r) a0[r] = _mm256_loadu_ps(o[r] + e);
+    for (int j = 0; j < n_pos; ++j) {
+      const __m256 v0 = V::load8(v + j * v_stride + e);
+      for (int r = 0; r < NQ; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * p_stride + j), v0, a0[r]);
+    }
+    for (int r = 0; r < NQ; ++r) _mm256_storeu_ps(o[r] + e, a0[r]);
+    e += 8;
+  }
+  for (; e < n; ++e) {
+    for (int r = 0; r < NQ; ++r) {
+      float a = o[r][e];
+      for (int j = 0; j < n_pos; ++j) a = __builtin_fmaf(p[r * p_stride + j], V::load1(v + j * v_stride + e), a);
+      o[r][e] = a;
+    }
   }
 }
 

@@ -355,23 +355,7 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
       _mm256_storeu_ps(o[r] + e + 8, a1[r]);
     }
   }
-  if (e + 8 <= n) {
-    __m256 a0[NQ];
-    for (int r = 0; r < NQ; ++r) a0[r] = _mm256_loadu_ps(o[r] + e);
-    for (int j = 0; j < n_pos; ++j) {
-      const __m256 v0 = V::load8(v + j * v_stride + e);
-      for (int r = 0; r < NQ; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * p_stride + j), v0, a0[r]);
-    }
-    for (int r = 0; r < NQ; ++r) _mm256_storeu_ps(o[r] + e, a0[r]);
-    e += 8;
-  }
-  for (; e < n; ++e) {
-    for (int r = 0; r < NQ; ++r) {
-      float a = o[r][e];
-      for (int j = 0; j < n_pos; ++j) a = __builtin_fmaf(p[r * p_stride + j], V::load1(v + j * v_stride + e), a);
-      o[r][e] = a;
-    }
-  }
+  values_tail<V, NQ>(n, e, p, p_stride, v, v_stride, n_pos, o);
 }
 
 // exp(x) = 2^k * e^r with k = round(x / ln 2) and |r| <= ln 2 / 2: r by Cody-Waite reduction
@@ -481,16 +465,9 @@ template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
   attn_blocks(n, n_q, v, v_stride, n_pos, [&](int j, int nb) {
-    const typename V::T* vj = v + j * v_stride;
-    int r = 0;
-    for (; r + 4 <= n_q; r += 4) values_rows<V, 4>(n, p + r * p_stride + j, p_stride, vj, v_stride, nb, o + r);
-    const float* pr = p + r * p_stride + j;
-    switch (n_q - r) {
-      case 3: values_rows<V, 3>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
-      case 2: values_rows<V, 2>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
-      case 1: values_rows<V, 1>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
-      default: break;
-    }
+    by_fours(n_q, [&](int r, auto nq) {
+      values_rows<V, decltype(nq)::value>(n, p + r * p_stride + j, p_stride, v + j * v_stride, v_stride, nb, o + r);
+    });
   });
 }
 

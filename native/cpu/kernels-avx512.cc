@@ -21,8 +21,6 @@
 
 #include <immintrin.h>
 
-#include <type_traits>
-
 #include "avx2-common.h"
 #include "kernels-impl.h"
 #include "matmul-tiles.h"
@@ -35,6 +33,7 @@ namespace {
 // AVX2's loaders (avx2-common.h) read them.
 struct ZF32 {
   using T = float;
+  using Ld8 = LdF32;  // AVX2's loader of the same rows
   static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
   static __m512 load8(const float* p) { return _mm512_castps256_ps512(LdF32::load8(p)); }
   static float load1(const float* p) { return LdF32::load1(p); }
@@ -42,6 +41,7 @@ struct ZF32 {
 
 struct ZF16 {
   using T = uint16_t;
+  using Ld8 = LdF16;
   static __m512 load16(const uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
@@ -280,16 +280,9 @@ template <class K>
 void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
                  int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
   attn_blocks(n, n_q, k, k_stride, n_pos, [&](int j, int nb) {
-    const typename K::T* kj = k + j * k_stride;
-    int r = 0;
-    for (; r + 4 <= n_q; r += 4) scores_rows<K, 4>(n, q + r, kj, k_stride, nb, s + r * s_stride + j, s_stride);
-    float* sr = s + r * s_stride + j;
-    switch (n_q - r) {
-      case 3: scores_rows<K, 3>(n, q + r, kj, k_stride, nb, sr, s_stride); break;
-      case 2: scores_rows<K, 2>(n, q + r, kj, k_stride, nb, sr, s_stride); break;
-      case 1: scores_rows<K, 1>(n, q + r, kj, k_stride, nb, sr, s_stride); break;
-      default: break;
-    }
+    by_fours(n_q, [&](int r, auto nq) {
+      scores_rows<K, decltype(nq)::value>(n, q + r, k + j * k_stride, k_stride, nb, s + r * s_stride + j, s_stride);
+    });
   });
 }
 
@@ -322,39 +315,16 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
   };
   while (e + 64 <= n) run(std::integral_constant<int, 4>{});
   while (e + 16 <= n) run(std::integral_constant<int, 1>{});
-  if (e + 8 <= n) {
-    __m256 a0[NQ];
-    for (int r = 0; r < NQ; ++r) a0[r] = _mm256_loadu_ps(o[r] + e);
-    for (int j = 0; j < n_pos; ++j) {
-      const __m256 v0 = _mm512_castps512_ps256(V::load8(v + j * v_stride + e));
-      for (int r = 0; r < NQ; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * p_stride + j), v0, a0[r]);
-    }
-    for (int r = 0; r < NQ; ++r) _mm256_storeu_ps(o[r] + e, a0[r]);
-    e += 8;
-  }
-  for (; e < n; ++e) {
-    for (int r = 0; r < NQ; ++r) {
-      float a = o[r][e];
-      for (int j = 0; j < n_pos; ++j) a = __builtin_fmaf(p[r * p_stride + j], V::load1(v + j * v_stride + e), a);
-      o[r][e] = a;
-    }
-  }
+  values_tail<typename V::Ld8, NQ>(n, e, p, p_stride, v, v_stride, n_pos, o);
 }
 
 template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
   attn_blocks(n, n_q, v, v_stride, n_pos, [&](int j, int nb) {
-    const typename V::T* vj = v + j * v_stride;
-    int r = 0;
-    for (; r + 4 <= n_q; r += 4) values_rows<V, 4>(n, p + r * p_stride + j, p_stride, vj, v_stride, nb, o + r);
-    const float* pr = p + r * p_stride + j;
-    switch (n_q - r) {
-      case 3: values_rows<V, 3>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
-      case 2: values_rows<V, 2>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
-      case 1: values_rows<V, 1>(n, pr, p_stride, vj, v_stride, nb, o + r); break;
-      default: break;
-    }
+    by_fours(n_q, [&](int r, auto nq) {
+      values_rows<V, decltype(nq)::value>(n, p + r * p_stride + j, p_stride, v + j * v_stride, v_stride, nb, o + r);
+    });
   });
 }
 
