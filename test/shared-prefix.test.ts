@@ -46,7 +46,7 @@ async function decode(m: NativeModel, seqs: { table: number[]; token: number; po
 }
 
 describe.skipIf(!HAVE_REFDATA)('shared prefix attention', () => {
-  for (const [kvType, threads] of [['f16', 2], ['f32', 3]] as const) {
+  for (const [kvType, threads] of [['f16', 2], ['f32', 3], ['f16', 1]] as const) {
     it(`forks of a prompt give each sequence its own logits' bits (${kvType} cache, ${threads} threads)`, async () => {
       const m = await loadNativeModel(refPath('models', 'stories260Ktok512.gguf'), { blockSize: BS, kvCacheTokens: 4096, kvType, threads });
       try {
