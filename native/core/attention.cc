@@ -72,7 +72,7 @@ void Forward::make_tiles(const StepBatch& b) {
   n_splits_ = 0;
   size_t parts = 0;
   for_each_group([&](const Group& gr) {
-    if (gr.tile >= n_tiles_) return;
+    if (shared_of(gr)) return;
     Tile& tile = tiles_[size_t(gr.tile)];
     if (gr.head == 0 && gr.part == 0) tile.split0 = tile.split1 = n_splits_;
     int first, last;
@@ -141,8 +141,8 @@ int64_t Forward::seg_cost(const Tile& t, int32_t seg) const {
 }
 
 int64_t Forward::group_cost(const Group& gr) const {
-  const int64_t per_head = gr.tile < n_tiles_ ? tiles_[size_t(gr.tile)].cost
-                                              : int64_t(shared_[size_t(gr.tile - n_tiles_)].n) * kSegment;
+  const Shared* sh = shared_of(gr);
+  const int64_t per_head = sh ? int64_t(sh->n) * kSegment : tiles_[size_t(gr.tile)].cost;
   return per_head * (gr.h1 - gr.h0);
 }
 
@@ -162,7 +162,7 @@ void Forward::for_each_group(F&& fn) const {
 }
 
 void Forward::group_owners(const Group& gr, int nth, int& first, int& last) const {
-  if (gr.tile >= n_tiles_) {
+  if (shared_of(gr)) {
     first = last = item_owner(gr.at, group_cost(gr), total_cost_, nth);
     return;
   }
@@ -178,8 +178,8 @@ void Forward::for_each_item(int tid, int nth, F&& fn) const {
     int first, last;
     group_owners(gr, nth, first, last);
     if (first > tid || last < tid) return;
-    if (gr.tile >= n_tiles_) {
-      fn(gr, shared_[size_t(gr.tile - n_tiles_)].seg, true);
+    if (const Shared* sh = shared_of(gr)) {
+      fn(gr, sh->seg, true);
       return;
     }
     const Tile& tile = tiles_[size_t(gr.tile)];
@@ -213,7 +213,8 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
     prev[2] = seg;
     if (again) return;
     const int32_t g = gr.head;
-    const Tile& tile = tiles_[size_t(gr.tile < n_tiles_ ? gr.tile : shared_[size_t(gr.tile - n_tiles_)].tiles[0])];
+    const Shared* sh = shared_of(gr);
+    const Tile& tile = tiles_[size_t(sh ? sh->tiles[0] : gr.tile)];
     const int32_t* bt = b.block_tables + int64_t(b.seq_idx[tile.first]) * b.max_blocks;
     // Positions before the tile's first are in the cache already; the tile writes the rest.
     for (int32_t j = seg * kSegment; j < std::min(tile.pos, (seg + 1) * kSegment); ++j) {
@@ -250,7 +251,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
 
   for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool split) {
     // A shared item's tokens are its members' (one each); its K/V rows, member 0's.
-    const Shared* sh = gr.tile < n_tiles_ ? nullptr : &shared_[size_t(gr.tile - n_tiles_)];
+    const Shared* sh = shared_of(gr);
     const Tile& tile = tiles_[size_t(sh ? sh->tiles[0] : gr.tile)];
     const int32_t n_tok = sh ? sh->n : tile.n;
     auto token = [&](int32_t i) { return sh ? tiles_[size_t(sh->tiles[i])].first : tile.first + i; };  // batch index

@@ -173,6 +173,10 @@ class Forward {
   // what they hold.
   template <class F>
   void for_each_group(F&& fn) const;
+  // The Shared that group gr is, or null for a tile's group.
+  const Shared* shared_of(const Group& gr) const {
+    return gr.tile < n_tiles_ ? nullptr : &shared_[size_t(gr.tile - n_tiles_)];
+  }
   // The work of group gr: the cost of all its items.
   int64_t group_cost(const Group& gr) const;
   // The threads that run the first and the last item of group gr.
