@@ -222,48 +222,18 @@ struct Q8_0Kernel {
 // ---- attention -----------------------------------------------------------------------------
 // (SmolLM2 Q8_0 decode, 2 threads: the attention phase of 16 forks over a 512-token prompt took
 // 4.8 ms a step against AVX2's 5.2-5.3, one sequence at 1,024 positions 0.78 against 0.80-0.83.)
-// Scores: each is AVX2's (scores_tile, which is a one-row dot_tile's arithmetic): the even and odd
-// 8-element chunks of the dot in two 8-lane chains, here the two halves of one zmm, a leftover
-// chunk in the low half, then hsum8 of low + high and the n % 8 tail in scalar fmas. A tile is NQ
-// query rows x NK K rows, each K load feeding NQ fmas and each query load NK.
+// Scores: each is AVX2's, a one-row dot_tile's arithmetic, so a tile of NK K rows against NQ query
+// rows is the float matmul's dot_tile_float with the K rows as its weight rows (each K load feeds
+// NQ fmas), its outputs stored query-row-major.
 template <class K, int NQ, int NK>
 void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
                  float* s, int64_t s_stride) {
-  __m512 acc[NQ][NK];
+  const typename K::T* rows[NK];
+  for (int i = 0; i < NK; ++i) rows[i] = k + i * k_stride;
+  float out[NK * NQ];
+  dot_tile_float<K, ZF32, NK, NQ>(n, rows, q, out);
   for (int r = 0; r < NQ; ++r) {
-    for (int i = 0; i < NK; ++i) acc[r][i] = _mm512_setzero_ps();
-  }
-  int64_t e = 0;
-  for (; e + 16 <= n; e += 16) {
-    __m512 kv[NK];
-    for (int i = 0; i < NK; ++i) kv[i] = K::load16(k + i * k_stride + e);
-    for (int r = 0; r < NQ; ++r) {
-      const __m512 qv = _mm512_loadu_ps(q[r] + e);
-      for (int i = 0; i < NK; ++i) acc[r][i] = _mm512_fmadd_ps(kv[i], qv, acc[r][i]);
-    }
-  }
-  if (e + 8 <= n) {
-    for (int i = 0; i < NK; ++i) {
-      const __m512 kv = K::load8(k + i * k_stride + e);
-      for (int r = 0; r < NQ; ++r) acc[r][i] = _mm512_mask3_fmadd_ps(kv, ZF32::load8(q[r] + e), acc[r][i], 0x00FF);
-    }
-    e += 8;
-  }
-  __m256 sum[NQ * NK];
-  for (int r = 0; r < NQ; ++r) {
-    for (int i = 0; i < NK; ++i) {
-      const __m512 v = acc[r][i];
-      sum[r * NK + i] = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    }
-  }
-  float out[NQ * NK];
-  hsum_n<NQ * NK>(sum, out);
-  for (int r = 0; r < NQ; ++r) {
-    for (int i = 0; i < NK; ++i) {
-      float score = out[r * NK + i];
-      for (int64_t t = e; t < n; ++t) score = __builtin_fmaf(K::load1(k + i * k_stride + t), q[r][t], score);
-      s[r * s_stride + i] = score;
-    }
+    for (int i = 0; i < NK; ++i) s[r * s_stride + i] = out[i * NQ + r];
   }
 }
 
