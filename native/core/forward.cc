@@ -401,7 +401,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
       sync(kDown);
     }
 
-    // The final residual add and norm, only for the rows whose logits are wanted (into xn_ rows
+    // The final residual add and norm, only for the rows whose logits are wanted (into xn rows
     // 0..n_out-1), then the output projection.
     if (b.n_out > 0) {
       const bool own = solo(b.n_out);
