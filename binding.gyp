@@ -6,7 +6,6 @@
         "native/core/error.cc",
         "native/core/ggml-types.cc",
         "native/core/gguf.cc",
-        "native/core/huge-region.cc",
         "native/core/model.cc",
         "native/core/kv-cache.cc",
         "native/core/forward.cc",

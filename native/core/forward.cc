@@ -180,8 +180,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
   // y [n_tok][w.n_out] = x W^T for output columns [rb, re).
   auto matmul_cols = [&](const Weight& w, const Prepared& p, int n_tok, float* y, int64_t y_stride, int64_t rb, int64_t re) {
     const int i = p.find(cpu::vec_dot_type(w.type));
-    if (w.pairs) cpu::matmul_f16_pairs(w.n_in, w.data, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
-    else cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
+    cpu::matmul(w.type, w.n_in, w.data, w.row_bytes, p.data[i], p.row_bytes[i], n_tok, y, y_stride, rb, re);
   };
   // Several matmuls of one input taken as one, for the columns this thread owns: each thread
   // gets an even share of their weight bytes in order (a row goes with the share its first byte
@@ -294,9 +293,7 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
 
     // Embeddings, and the cos/sin of every rotated pair at each token's position.
     for (int64_t t = tb; t < te; ++t) {
-      const Weight& emb = m_.tok_embd;
-      if (emb.pairs) cpu::dequantize_f16_pair_row(emb.data, b.tokens[t], E, xr + t * E);
-      else cpu::dequantize_row(emb.type, emb.data + size_t(b.tokens[t]) * emb.row_bytes, xr + t * E, E);
+      cpu::dequantize_row(m_.tok_embd.type, m_.tok_embd.row(b.tokens[t]), xr + t * E, E);
       float* cs = &rope_[size_t(t) * hp.n_rot];
       for (int32_t i = 0; i < half; ++i) {
         const double theta = double(b.positions[t]) * inv_freq_[size_t(i)];

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "ggml-types.h"
-#include "huge-region.h"
 
 namespace weft {
 
@@ -82,10 +81,6 @@ class GgufFile {
   const GgufValue* find(const std::string& key) const;
 
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
-  // The caller will never read [p, p + n) (tensor data) again: the whole pages inside it leave
-  // this process's memory (Access::Read: freed, and they would read back as zeros; Map: unmapped,
-  // the page cache keeps them).
-  void release(const uint8_t* p, size_t n) const;
   const GgufTensor* find_tensor(const std::string& name) const;
 
  private:
@@ -96,9 +91,8 @@ class GgufFile {
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   Access access_ = Access::Map;
-  void* region_ = nullptr;  // Access::Map: the file mapping, to munmap
+  void* region_ = nullptr;  // what to munmap: the file mapping, or the anonymous region around base_
   size_t region_size_ = 0;
-  std::unique_ptr<HugeRegion> memory_;  // Access::Read: the file's bytes
   uint32_t version_ = 0;
   size_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> kv_;

@@ -252,43 +252,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, GgufFile::Access acc
     w.w_up = L.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
     w.w_down = L.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
   }
-  m->pair_f16_weights();
   return m;
-}
-
-// Decode reads F16 weights two rows at a time as one stream (kernels.h says why), so each F16
-// matrix that has row pairs is copied into them, and the file's pages of it released: the
-// process holds the weights once, as before. Costs a pass over those weights at load (~0.1 s for
-// SmolLM2-135M's 270 MB). Where the copy's memory cannot be had, the weights stay as they are.
-void Model::pair_f16_weights() {
-  std::vector<Weight*> todo;
-  auto consider = [&](Weight& w) {
-    if (w.type == GgmlType::F16 && !w.pairs && cpu::f16_pairs_fit(w.n_out, w.n_in)) todo.push_back(&w);
-  };
-  consider(tok_embd);
-  if (!hp_.tied_output) consider(output);
-  for (LayerWeights& l : layers) {
-    for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) consider(*w);
-  }
-  size_t total = 0;
-  for (const Weight* w : todo) total += static_cast<size_t>(w->n_out) * w->row_bytes;
-  if (total == 0) return;
-  try {
-    pairs_ = std::make_unique<HugeRegion>(total, "the F16 weights in row pairs");
-  } catch (const Error&) {
-    return;
-  }
-  uint8_t* at = pairs_->data();
-  for (Weight* w : todo) {
-    const size_t bytes = static_cast<size_t>(w->n_out) * w->row_bytes;
-    cpu::repack_f16_pairs(w->data, at, w->n_out, w->n_in);
-    file_->release(w->data, bytes);
-    w->data = at;
-    w->pairs = true;
-    at += bytes;
-  }
-  pairs_->seal();
-  if (hp_.tied_output) output = tok_embd;
 }
 
 }  // namespace weft

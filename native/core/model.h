@@ -1,6 +1,5 @@
 // A loaded model: hyperparameters from GGUF metadata and typed views of its weights, which stay
-// where the file's bytes are (mapped or read), except F16 matrices: those are rewritten into row
-// pairs (cpu/kernels.h) in memory of the model's own, and the file's pages of them released.
+// in the file's memory map (nothing is copied at load).
 #pragma once
 
 #include <cstdint>
@@ -10,7 +9,6 @@
 
 #include "ggml-types.h"
 #include "gguf.h"
-#include "huge-region.h"
 
 namespace weft {
 
@@ -37,16 +35,14 @@ struct HParams {
   bool tied_output = false;
 };
 
-// A 2-D weight matrix: n_out rows of n_in elements of `type`, row_bytes apart, or (pairs: F16
-// only) in the row pairs of cpu/kernels.h, whose rows matmul_f16_pairs and
-// dequantize_f16_pair_row read.
+// A 2-D weight matrix: n_out rows of n_in elements of `type`, row_bytes apart.
 struct Weight {
   GgmlType type = GgmlType::F32;
   int64_t n_in = 0;
   int64_t n_out = 0;
   size_t row_bytes = 0;
   const uint8_t* data = nullptr;
-  bool pairs = false;
+  const uint8_t* row(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes; }
 };
 
 struct LayerWeights {
@@ -76,9 +72,7 @@ class Model {
 
  private:
   Model() = default;
-  void pair_f16_weights();
   std::unique_ptr<GgufFile> file_;
-  std::unique_ptr<HugeRegion> pairs_;  // the F16 matrices in row pairs
   HParams hp_;
 };
 

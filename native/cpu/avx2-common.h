@@ -54,14 +54,12 @@ inline void hsum_n(const __m256* v, float* out) {
 
 // ---- element loaders: 8 or 1 elements of a row as f32 ----------------------------------------
 struct LdF32 {
-  static constexpr bool kPaired = false;
   using T = float;
   static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
   static float load1(const float* p) { return *p; }
 };
 
 struct LdF16 {
-  static constexpr bool kPaired = false;
   using T = uint16_t;
   static __m256 load8(const uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -70,7 +68,6 @@ struct LdF16 {
 };
 
 struct LdBF16 {
-  static constexpr bool kPaired = false;
   using T = uint16_t;
   static __m256 load8(const uint16_t* p) {
     const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -80,27 +77,6 @@ struct LdBF16 {
     return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
   }
 };
-
-// A loader L for the rows of an F16 matrix repacked into row pairs (kernels.h: rows 2p and
-// 2p + 1 in 16-element chunks that alternate). A row pointer then points at the row's first
-// chunk, and its chunk c lies 32 c elements on: elem_at says where element k is.
-template <class L>
-struct Paired : L {
-  static constexpr bool kPaired = true;
-};
-
-template <class W>
-inline const typename W::T* elem_at(const typename W::T* row, int64_t k) {
-  if constexpr (W::kPaired) return row + (k >> 4) * 32 + (k & 15);
-  else return row + k;
-}
-
-// Elements of a row that its weight stream passes per 64-byte line: for a pair, 64 bytes hold
-// 16 of each row's.
-template <class W>
-constexpr int64_t line_elems() {
-  return W::kPaired ? 16 : 64 / static_cast<int64_t>(sizeof(typename W::T));
-}
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 

@@ -33,18 +33,18 @@ namespace {
 template <class W, class A, int NW, int NA, bool PF = false>
 inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
                      float* out) {
-  static_assert(!PF || NW == 1 || (W::kPaired && NW == 2), "prefetching follows one weight stream");
-  constexpr int64_t kLineElems = line_elems<W>();
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
+  constexpr int64_t kLineElems = 64 / sizeof(typename W::T);
   __m256 acc0[NW][NA], acc1[NW][NA];
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) acc0[i][j] = acc1[i][j] = _mm256_setzero_ps();
   }
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(elem_at<W>(w[0], k)) + kPrefetchBytes);
+    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
     for (int i = 0; i < NW; ++i) {
-      const __m256 w0 = W::load8(elem_at<W>(w[i], k));
-      const __m256 w1 = W::load8(elem_at<W>(w[i], k + 8));
+      const __m256 w0 = W::load8(w[i] + k);
+      const __m256 w1 = W::load8(w[i] + k + 8);
       for (int j = 0; j < NA; ++j) {
         acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j] + k), acc0[i][j]);
         acc1[i][j] = _mm256_fmadd_ps(w1, A::load8(a[j] + k + 8), acc1[i][j]);
@@ -53,7 +53,7 @@ inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A:
   }
   if (k + 8 <= n) {
     for (int i = 0; i < NW; ++i) {
-      const __m256 w0 = W::load8(elem_at<W>(w[i], k));
+      const __m256 w0 = W::load8(w[i] + k);
       for (int j = 0; j < NA; ++j) acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j] + k), acc0[i][j]);
     }
     k += 8;
@@ -61,7 +61,7 @@ inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A:
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
       float s = hsum(_mm256_add_ps(acc0[i][j], acc1[i][j]));
-      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(elem_at<W>(w[i], e)), A::load1(a[j] + e), s);
+      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
       out[i * NA + j] = s;
     }
   }
@@ -83,7 +83,7 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
     }
     for (int64_t k = 8 * pass; k + 8 <= n; k += 16) {
       for (int i = 0; i < NW; ++i) {
-        const __m256 wv = W::load8(elem_at<W>(w[i], k));
+        const __m256 wv = W::load8(w[i] + k);
         for (int j = 0; j < NA; ++j) acc[i][j] = _mm256_fmadd_ps(wv, A::load8(a[j] + k), acc[i][j]);
       }
     }
@@ -98,7 +98,7 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
       float& s = out[i * NA + j];
-      for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(elem_at<W>(w[i], e)), A::load1(a[j] + e), s);
+      for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
     }
   }
 }
@@ -486,8 +486,6 @@ void install_avx2(Backend& b) {
   f16.vec_dot = vec_dot_row<FloatKernel<LdF16, LdF16>, ActAsIs>;
   f16.matmul = matmul<FloatKernel<LdF16, LdF16>, ActAsIs, FloatKernel<LdF16, LdF32>,
                       ActWidened<dequantize_f16>>;
-  b.matmul_f16_pairs = matmul<FloatKernel<Paired<LdF16>, LdF16>, ActAsIs,
-                              FloatKernel<Paired<LdF16>, LdF32>, ActWidened<dequantize_f16>, true>;
 
   TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
   bf16.dequantize = dequantize_bf16;

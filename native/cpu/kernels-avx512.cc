@@ -32,7 +32,6 @@ namespace {
 // Element loaders: 16 elements as [e0..e7 | e8..e15] in one zmm; 8 (into the low half) and 1 as
 // AVX2's loaders (avx2-common.h) read them.
 struct ZF32 {
-  static constexpr bool kPaired = false;
   using T = float;
   using Ld8 = LdF32;  // AVX2's loader of the same rows
   static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
@@ -41,7 +40,6 @@ struct ZF32 {
 };
 
 struct ZF16 {
-  static constexpr bool kPaired = false;
   using T = uint16_t;
   using Ld8 = LdF16;
   static __m512 load16(const uint16_t* p) {
@@ -52,7 +50,6 @@ struct ZF16 {
 };
 
 struct ZBF16 {
-  static constexpr bool kPaired = false;
   using T = uint16_t;
   static __m512 load16(const uint16_t* p) {
     const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -67,23 +64,23 @@ struct ZBF16 {
 template <class W, class A, int NW, int NA, bool PF = false>
 inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
                            float* out) {
-  static_assert(!PF || NW == 1 || (W::kPaired && NW == 2), "prefetching follows one weight stream");
-  constexpr int64_t kLineElems = line_elems<W>();
+  static_assert(!PF || NW == 1, "prefetching follows one weight row");
+  constexpr int64_t kLineElems = 64 / sizeof(typename W::T);
   __m512 acc[NW][NA];
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_setzero_ps();
   }
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(elem_at<W>(w[0], k)) + kPrefetchBytes);
+    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
     for (int i = 0; i < NW; ++i) {
-      const __m512 wv = W::load16(elem_at<W>(w[i], k));
+      const __m512 wv = W::load16(w[i] + k);
       for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, A::load16(a[j] + k), acc[i][j]);
     }
   }
   if (k + 8 <= n) {  // the leftover chunk: acc0's, the low lanes
     for (int i = 0; i < NW; ++i) {
-      const __m512 wv = W::load8(elem_at<W>(w[i], k));
+      const __m512 wv = W::load8(w[i] + k);
       for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_mask3_fmadd_ps(wv, A::load8(a[j] + k), acc[i][j], 0x00FF);
     }
     k += 8;
@@ -101,7 +98,7 @@ inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typen
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
       float& s = out[i * NA + j];
-      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(elem_at<W>(w[i], e)), A::load1(a[j] + e), s);
+      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
     }
   }
 }
@@ -313,8 +310,6 @@ void install_avx512(Backend& b) {
   f16.vec_dot = vec_dot_row<FloatKernel<ZF16, ZF16>, ActAsIs>;
   f16.matmul = matmul<FloatKernel<ZF16, ZF16>, ActAsIs, FloatKernel<ZF16, ZF32>,
                       ActWidened<widen_row<ZF16>>>;
-  b.matmul_f16_pairs = matmul<FloatKernel<Paired<ZF16>, ZF16>, ActAsIs,
-                              FloatKernel<Paired<ZF16>, ZF32>, ActWidened<widen_row<ZF16>>, true>;
   TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
   bf16.vec_dot = vec_dot_row<FloatKernel<ZBF16, ZBF16>, ActAsIs>;
   bf16.matmul = matmul<FloatKernel<ZBF16, ZBF16>, ActAsIs, FloatKernel<ZBF16, ZF32>,

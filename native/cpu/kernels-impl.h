@@ -64,7 +64,6 @@ constexpr uint32_t kTypeIdLimit = 40;
 struct Backend {
   const char* name = nullptr;
   TypeKernels types[kTypeIdLimit];
-  MatmulFn matmul_f16_pairs = nullptr;  // kernels.h; w_row_bytes is 2 * n_in
   // The attention kernels of kernels.h, same arguments.
   void (*attn_scores_f32)(int64_t, const float* const*, int, const float*, int64_t, int, float*, int64_t) = nullptr;
   void (*attn_scores_f16)(int64_t, const float* const*, int, const uint16_t*, int64_t, int, float*, int64_t) = nullptr;

@@ -117,22 +117,6 @@ float vec_dot_f16(int64_t n, const void* w, const void* a) {
   return static_cast<float>(sum);
 }
 
-// F16 weights in row pairs (kernels.h): vec_dot_f16's sum over the row's elements where they lie.
-void matmul_f16_pairs(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
-                      size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
-                      int64_t r_end) {
-  const char* ab = static_cast<const char*>(act);
-  for (int64_t r = r_begin; r < r_end; ++r) {
-    const uint16_t* row = reinterpret_cast<const uint16_t*>(static_cast<const char*>(w) + (r & ~int64_t{1}) * w_row_bytes) + (r & 1) * 16;
-    for (int i = 0; i < n_tok; ++i) {
-      const uint16_t* x = reinterpret_cast<const uint16_t*>(ab + i * act_row_bytes);
-      double sum = 0;
-      for (int64_t e = 0; e < n_in; ++e) sum += static_cast<double>(fp16_to_f32(row[e / 16 * 32 + e % 16])) * fp16_to_f32(x[e]);
-      y[i * y_stride + r] = static_cast<float>(sum);
-    }
-  }
-}
-
 // ---- BF16 ----------------------------------------------------------------------------------
 void dequantize_bf16(const void* src, float* dst, int64_t n) {
   const uint16_t* x = static_cast<const uint16_t*>(src);
@@ -280,7 +264,6 @@ Backend make_ref() {
                           matmul_rows<vec_dot_bf16>});
   set(b, GgmlType::Q8_0, {GgmlType::Q8_0, dequantize_q8_0, quantize_q8_0, vec_dot_q8_0,
                           matmul_rows<vec_dot_q8_0>});
-  b.matmul_f16_pairs = matmul_f16_pairs;
   add_legacy_quants_ref(b);
   add_k_quants_ref(b);
   b.attn_scores_f32 = attn_scores<float>;

@@ -184,42 +184,6 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes, const v
   k.matmul(n_in, w, w_row_bytes, act, act_row_bytes, n_tok, y, y_stride, r_begin, r_end);
 }
 
-bool f16_pairs_fit(int64_t n_rows, int64_t n_in) {
-  return n_rows > 0 && n_rows % 2 == 0 && n_in > 0 && n_in % 16 == 0;
-}
-
-void repack_f16_pairs(const void* src, void* dst, int64_t n_rows, int64_t n_in) {
-  if (!f16_pairs_fit(n_rows, n_in)) fail(ErrorCode::InvalidArgument, "repack_f16_pairs: the matrix has no row pairs");
-  const uint16_t* s = static_cast<const uint16_t*>(src);
-  uint16_t* d = static_cast<uint16_t*>(dst);
-  std::vector<uint16_t> pair(static_cast<size_t>(2 * n_in));  // dst may be src: one pair at a time
-  for (int64_t p = 0; p < n_rows / 2; ++p) {
-    const uint16_t* rows = s + 2 * p * n_in;
-    for (int64_t c = 0; c < n_in / 16; ++c) {
-      std::memcpy(&pair[static_cast<size_t>(32 * c)], rows + 16 * c, 32);
-      std::memcpy(&pair[static_cast<size_t>(32 * c + 16)], rows + n_in + 16 * c, 32);
-    }
-    std::memcpy(d + 2 * p * n_in, pair.data(), pair.size() * sizeof(uint16_t));
-  }
-}
-
-void dequantize_f16_pair_row(const void* pairs, int64_t r, int64_t n_in, float* dst) {
-  const uint16_t* row = static_cast<const uint16_t*>(pairs) + (r & ~int64_t{1}) * n_in + (r & 1) * 16;
-  for (int64_t c = 0; c < n_in / 16; ++c) dequantize_row(GgmlType::F16, row + 32 * c, dst + 16 * c, 16);
-}
-
-void matmul_f16_pairs(int64_t n_in, const void* w, const void* act, size_t act_row_bytes,
-                      int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
-  if (n_in <= 0 || n_in % 16 != 0 || act_row_bytes < ggml_row_bytes(GgmlType::F16, n_in)) {
-    fail(ErrorCode::InvalidArgument, "matmul_f16_pairs: rows must be a positive multiple of 16 elements");
-  }
-  if (n_tok < 0 || r_begin < 0 || r_end < r_begin || (n_tok > 1 && y_stride < r_end)) {
-    fail(ErrorCode::InvalidArgument, "matmul_f16_pairs: bad token count, row range or output stride");
-  }
-  backend().matmul_f16_pairs(n_in, w, 2 * static_cast<size_t>(n_in), act, act_row_bytes, n_tok, y,
-                             y_stride, r_begin, r_end);
-}
-
 void attn_scores_f32(int64_t n, const float* const* q, int n_q, const float* k, int64_t k_stride,
                      int n_pos, float* s, int64_t s_stride) {
   backend().attn_scores_f32(n, q, n_q, k, k_stride, n_pos, s, s_stride);

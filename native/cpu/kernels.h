@@ -51,23 +51,6 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes,
             const void* act, size_t act_row_bytes, int n_tok,
             float* y, int64_t y_stride, int64_t r_begin, int64_t r_end);
 
-// ---- F16 row pairs ---------------------------------------------------------------------------
-// An F16 matrix with an even number of rows, each a multiple of 16 elements, can be kept as row
-// pairs: rows 2p and 2p + 1 in 16-element chunks that alternate (chunk 0 of row 2p, chunk 0 of
-// row 2p + 1, chunk 1 of row 2p, ...), each pair in the bytes the two rows took. Decode then
-// reads two rows as one sequential stream and runs a chain of fmas for each: with one row at a
-// time, a thread's dot waits on its one chain (~45 GB/s a thread from cache on the 2-vCPU Zen 5
-// VM, against ~70 for two chains) and cannot keep up where its path to memory is that fast.
-bool f16_pairs_fit(int64_t n_rows, int64_t n_in);
-// dst = src (n_rows plain rows of n_in F16 elements) in row pairs; dst may be src.
-void repack_f16_pairs(const void* src, void* dst, int64_t n_rows, int64_t n_in);
-// dst[0..n_in) = row r of an F16 matrix in row pairs, as f32.
-void dequantize_f16_pair_row(const void* pairs, int64_t r, int64_t n_in, float* dst);
-// matmul() of F16 weights in row pairs (rows 2 n_in bytes apart, as plain): the same outputs,
-// bit for bit, as matmul() of the plain rows.
-void matmul_f16_pairs(int64_t n_in, const void* w, const void* act, size_t act_row_bytes,
-                      int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end);
-
 // ---- attention (K/V cache rows are f16 or f32) ---------------------------------------------
 // The query rows that share a KV head (its GQA group, for one or several tokens) meet each K/V
 // row together, so the fast path reads and widens a row once for all of them. Every output is

@@ -18,32 +18,24 @@ namespace {
 
 inline int64_t min_rows(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// Where weight row r starts: w_row_bytes apart, or, for an F16 matrix in row pairs (Pairs,
-// kernels.h), at its pair's first chunk or 16 elements (32 bytes) after it.
-template <bool Pairs>
-inline const char* row_at(const char* w, size_t w_row_bytes, int64_t r) {
-  if constexpr (Pairs) return w + (r & ~int64_t{1}) * static_cast<int64_t>(w_row_bytes) + (r & 1) * 32;
-  else return w + r * static_cast<int64_t>(w_row_bytes);
-}
-
 // Rows [c0, c1) against NA activation rows, NW rows at a time while NW remain; y points at the
-// first activation row's outputs. PF: one-row tiles (or a pair's two rows) prefetch as they go.
-template <class K, int NW, int NA, bool PF = false, bool Pairs = false>
+// first activation row's outputs. PF: one-row tiles prefetch as they go (dot_tile).
+template <class K, int NW, int NA, bool PF = false>
 void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::AT* const* a,
                float* y, int64_t y_stride, int64_t c0, int64_t c1) {
   using WT = typename K::WT;
   int64_t r = c0;
   for (; r + NW <= c1; r += NW) {
     const WT* wr[NW];
-    for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const WT*>(row_at<Pairs>(w, w_row_bytes, r + i));
+    for (int i = 0; i < NW; ++i) wr[i] = reinterpret_cast<const WT*>(w + (r + i) * w_row_bytes);
     float out[NW * NA];
-    K::template run<NW, NA, PF && (NW == 1 || (Pairs && NW == 2))>(n, wr, a, out);
+    K::template run<NW, NA, PF && NW == 1>(n, wr, a, out);
     for (int i = 0; i < NW; ++i) {
       for (int j = 0; j < NA; ++j) y[j * y_stride + r + i] = out[i * NA + j];
     }
   }
   for (; r < c1; ++r) {
-    const WT* wr = reinterpret_cast<const WT*>(row_at<Pairs>(w, w_row_bytes, r));
+    const WT* wr = reinterpret_cast<const WT*>(w + r * w_row_bytes);
     float out[NA];
     K::template run<1, NA, PF>(n, &wr, a, out);
     for (int j = 0; j < NA; ++j) y[j * y_stride + r] = out[j];
@@ -58,33 +50,25 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // ones ~1.5x faster than one at a time).
 constexpr size_t kLongRowBytes = 16 * 1024;
 
-// Weights kPrefetchBytes ahead are asked for (avx2-common.h): a single row (or a pair of rows,
-// one stream) as its dot reaches each line, a group of 4 long rows all at once before it starts.
-// A thread's range may start or end inside a pair: that row goes alone.
-template <class K, class Act, bool Pairs = false>
+// Weights kPrefetchBytes ahead are asked for (avx2-common.h): a single row as its dot reaches
+// each line, a group of 4 long rows all at once before it starts.
+template <class K, class Act>
 void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* y,
           int64_t r_begin, int64_t r_end) {
   float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(n)) : nullptr;
   const typename K::AT* a = static_cast<const typename K::AT*>(Act::row(act, n, buf));
-  const int64_t rows = w_row_bytes >= kLongRowBytes ? 4 : Pairs ? 2 : 1;
+  const int64_t rows = w_row_bytes >= kLongRowBytes ? 4 : 1;
   const char* end = w + r_end * static_cast<int64_t>(w_row_bytes);  // prefetch only what is read
-  int64_t r = r_begin, stop = r_end;
-  if (Pairs && r % 2 != 0 && r < stop) {  // the second row of a pair, alone
-    tile_rows<K, 1, 1, false, Pairs>(n, w, w_row_bytes, &a, y, 0, r, r + 1);
-    ++r;
-  }
-  if (Pairs && stop % 2 != 0 && r < stop) --stop;  // and the first row of one, last
-  for (; r < stop; r += rows) {
-    const int64_t r1 = min_rows(stop, r + rows);
+  for (int64_t r = r_begin; r < r_end; r += rows) {
+    const int64_t r1 = min_rows(r_end, r + rows);
     if (rows == 4) {
       prefetch_ahead(w + r * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes,
                      w + r1 * static_cast<int64_t>(w_row_bytes) + kPrefetchBytes, end);
-      tile_rows<K, 4, 1, false, Pairs>(n, w, w_row_bytes, &a, y, 0, r, r1);
+      tile_rows<K, 4, 1>(n, w, w_row_bytes, &a, y, 0, r, r1);
     } else {
-      tile_rows<K, Pairs ? 2 : 1, 1, true, Pairs>(n, w, w_row_bytes, &a, y, 0, r, r1);
+      tile_rows<K, 1, 1, true>(n, w, w_row_bytes, &a, y, 0, r, r1);
     }
   }
-  if (stop < r_end) tile_rows<K, 1, 1, false, Pairs>(n, w, w_row_bytes, &a, y, 0, stop, r_end);
 }
 
 // Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
@@ -121,7 +105,7 @@ struct ActRepacked {
   }
 };
 
-template <class K, class Act, bool Pairs = false>
+template <class K, class Act>
 void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t act_row_bytes,
            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
   using AT = typename K::AT;
@@ -139,10 +123,10 @@ void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t
       }
       float* yt = y + i0 * y_stride;
       switch (nt) {
-        case 1: tile_rows<K, K::kTileRows, 1, false, Pairs>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 2: tile_rows<K, K::kTileRows, 2, false, Pairs>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 3: tile_rows<K, K::kTileRows, 3, false, Pairs>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        default: tile_rows<K, K::kTileRows, kTile, false, Pairs>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 1: tile_rows<K, K::kTileRows, 1>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 2: tile_rows<K, K::kTileRows, 2>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        case 3: tile_rows<K, K::kTileRows, 3>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
+        default: tile_rows<K, K::kTileRows, kTile>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
       }
     }
   }
@@ -161,21 +145,19 @@ float vec_dot_row(int64_t n, const void* w, const void* a) {
 }
 
 // KDecode reads what ActDecode makes of an activation row, KTiled what ActTiled makes of it.
-// Pairs: the weights are an F16 matrix in row pairs, which the kernels' loaders must be
-// Paired<> to read.
-template <class KDecode, class ActDecode, class KTiled, class ActTiled, bool Pairs = false>
+template <class KDecode, class ActDecode, class KTiled, class ActTiled>
 void matmul(int64_t n, const void* w, size_t w_row_bytes, const void* act, size_t act_row_bytes,
             int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
   const char* wb = static_cast<const char*>(w);
   const char* ab = static_cast<const char*>(act);
   if (n_tok == 1 || w_row_bytes == 0) {  // (n = 0: every output is an empty sum)
     for (int i = 0; i < n_tok; ++i) {
-      gemv<KDecode, ActDecode, Pairs>(n, wb, w_row_bytes, ab + i * act_row_bytes, y + i * y_stride,
+      gemv<KDecode, ActDecode>(n, wb, w_row_bytes, ab + i * act_row_bytes, y + i * y_stride,
                                r_begin, r_end);
     }
     return;
   }
-  tiled<KTiled, ActTiled, Pairs>(n, wb, w_row_bytes, ab, act_row_bytes, n_tok, y, y_stride, r_begin,
+  tiled<KTiled, ActTiled>(n, wb, w_row_bytes, ab, act_row_bytes, n_tok, y, y_stride, r_begin,
                           r_end);
 }
 

@@ -5,8 +5,7 @@
 // from memory, as a forward pass over a model far larger than L3 does. Activations are
 // converted to vec_dot_type once, outside the timed loop, as the forward pass does. With `hot`,
 // one copy is read over and over from cache instead: the kernel's compute ceiling, which tells
-// whether a decode GEMV short of the bandwidth is waiting on memory or on arithmetic. F16 runs
-// twice: as plain rows, then (type "F16p") in the row pairs of kernels.h that models load into.
+// whether a decode GEMV short of the bandwidth is waiting on memory or on arithmetic.
 //   usage: bench-kernels [seconds per measurement, default 0.4] [type name, default all] [hot]
 #include <chrono>
 #include <cstdio>
@@ -69,7 +68,6 @@ int main(int argc, char** argv) {
   for (GgmlType t : types) {
     if (only != nullptr && std::strcmp(only, weft::ggml_type_name(t)) != 0) continue;
     const GgmlType at = cpu::vec_dot_type(t);
-    for (int pairs = 0; pairs < (t == GgmlType::F16 ? 2 : 1); ++pairs)
     for (const Shape& s : shapes) {
       if (s.n_in % weft::ggml_type_traits(t).block != 0) continue;  // K-quants: rows of 256s only
       const size_t w_row = weft::ggml_row_bytes(t, s.n_in), a_row = weft::ggml_row_bytes(at, s.n_in);
@@ -83,7 +81,6 @@ int main(int argc, char** argv) {
       for (int64_t r = 0; r < s.rows; ++r) {
         cpu::quantize_row(t, x.data() + (r % 64) * s.n_in, w.data() + r * w_row, s.n_in);
       }
-      if (pairs) cpu::repack_f16_pairs(w.data(), w.data(), s.rows, s.n_in);
       for (size_t c = 1; c < copies; ++c) std::memcpy(w.data() + c * w_bytes, w.data(), w_bytes);
       std::vector<uint8_t> act(a_row * 64);
       for (int i = 0; i < 64; ++i) {
@@ -98,8 +95,7 @@ int main(int argc, char** argv) {
           const uint8_t* wc = w.data() + (copy++ % copies) * w_bytes;
           pool.run([&](int tid, int n) {
             const int64_t r0 = s.rows * tid / n, r1 = s.rows * (tid + 1) / n;
-            if (pairs) cpu::matmul_f16_pairs(s.n_in, wc, act.data(), a_row, n_tok, y.data(), s.rows, r0, r1);
-            else cpu::matmul(t, s.n_in, wc, w_row, act.data(), a_row, n_tok, y.data(), s.rows, r0, r1);
+            cpu::matmul(t, s.n_in, wc, w_row, act.data(), a_row, n_tok, y.data(), s.rows, r0, r1);
           });
         };
         const double gbs = rate(seconds, [&] { call(1); }) * static_cast<double>(w_bytes) / 1e9;
@@ -107,7 +103,7 @@ int main(int argc, char** argv) {
         char shape[64];
         std::snprintf(shape, sizeof shape, "%lld x %lld (%s)", static_cast<long long>(s.rows),
                       static_cast<long long>(s.n_in), s.what);
-        std::printf("%-5s %-28s %7d %14.1f %16.1f\n", pairs ? "F16p" : weft::ggml_type_name(t), shape, nth, gbs, gflops);
+        std::printf("%-5s %-28s %7d %14.1f %16.1f\n", weft::ggml_type_name(t), shape, nth, gbs, gflops);
         if (cores == 1) break;
       }
     }

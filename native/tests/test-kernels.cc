@@ -664,82 +664,6 @@ void test_matmul() {
   cpu::force_kernels(nullptr);
 }
 
-// F16 weights in row pairs: matmul_f16_pairs gives matmul's bits on the plain rows, for every
-// backend, token count and row split (splits that start or end inside a pair included; the
-// last shape has rows of 16 KiB, which decode takes 4 at a time), and a pair row dequantizes
-// as the plain row does. Repacking in place gives what repacking into a copy gives.
-void test_f16_pairs() {
-  struct Shape {
-    int64_t n, rows;
-  };
-  const Shape shapes[] = {{16, 2}, {48, 10}, {576, 22}, {1536, 190}, {8192, 12}};
-  const int tok_counts[] = {1, 2, 3, 4, 5, 8};
-  bool same_repack = true, same_rows = true;
-  for (const Shape& sh : shapes) {
-    const size_t w_row = weft::ggml_row_bytes(GgmlType::F16, sh.n);
-    std::vector<uint8_t> w(w_row * static_cast<size_t>(sh.rows));
-    for (int64_t r = 0; r < sh.rows; ++r) {
-      const std::vector<uint8_t> row = to_type(GgmlType::F16, make_floats(r % 3 ? Fill::Normal : Fill::Mixed, sh.n, GgmlType::F16));
-      std::memcpy(w.data() + r * w_row, row.data(), w_row);
-    }
-    std::vector<uint8_t> pairs(w.size()), in_place = w;
-    cpu::repack_f16_pairs(w.data(), pairs.data(), sh.rows, sh.n);
-    cpu::repack_f16_pairs(in_place.data(), in_place.data(), sh.rows, sh.n);
-    same_repack &= in_place == pairs;
-    std::vector<float> plain_row(static_cast<size_t>(sh.n)), pair_row(plain_row.size());
-    for (int64_t r = 0; r < sh.rows; ++r) {
-      cpu::dequantize_row(GgmlType::F16, w.data() + r * w_row, plain_row.data(), sh.n);
-      cpu::dequantize_f16_pair_row(pairs.data(), r, sh.n, pair_row.data());
-      same_rows &= same_bits(plain_row, pair_row);
-    }
-  }
-  check(same_repack, "F16 row pairs: repacking in place == repacking into a copy");
-  check(same_rows, "F16 row pairs: every row dequantizes to the plain row's bits");
-  for (const char* backend : {"avx512", "avx2", "scalar"}) {
-    if (!cpu::force_kernels(backend)) continue;
-    bool ok = true;
-    for (const Shape& sh : shapes) {
-      const size_t w_row = weft::ggml_row_bytes(GgmlType::F16, sh.n), a_row = w_row + 8;
-      std::vector<uint8_t> w(w_row * static_cast<size_t>(sh.rows));
-      for (int64_t r = 0; r < sh.rows; ++r) {
-        const std::vector<uint8_t> row = to_type(GgmlType::F16, make_floats(Fill::Normal, sh.n, GgmlType::F16));
-        std::memcpy(w.data() + r * w_row, row.data(), w_row);
-      }
-      std::vector<uint8_t> pairs(w.size());
-      cpu::repack_f16_pairs(w.data(), pairs.data(), sh.rows, sh.n);
-      for (int n_tok : tok_counts) {
-        std::vector<uint8_t> act(a_row * static_cast<size_t>(n_tok));
-        for (int i = 0; i < n_tok; ++i) {
-          const std::vector<uint8_t> row = to_type(GgmlType::F16, make_floats(Fill::Normal, sh.n, GgmlType::F16));
-          std::memcpy(act.data() + i * a_row, row.data(), row.size());
-        }
-        const int64_t y_stride = sh.rows + 3;
-        std::vector<float> want(static_cast<size_t>(y_stride) * n_tok, NAN), whole(want), split(want);
-        cpu::matmul(GgmlType::F16, sh.n, w.data(), w_row, act.data(), a_row, n_tok, want.data(), y_stride, 0, sh.rows);
-        cpu::matmul_f16_pairs(sh.n, pairs.data(), act.data(), a_row, n_tok, whole.data(), y_stride, 0, sh.rows);
-        for (int64_t r0 = 0; r0 < sh.rows;) {
-          const int64_t r1 = std::min<int64_t>(sh.rows, r0 + 1 + static_cast<int64_t>(g_rng() % 7));
-          cpu::matmul_f16_pairs(sh.n, pairs.data(), act.data(), a_row, n_tok, split.data(), y_stride, r0, r1);
-          r0 = r1;
-        }
-        ok &= same_bits(want, whole) && same_bits(want, split);
-      }
-    }
-    check(ok, std::string("F16 row pairs: matmul_f16_pairs (") + backend +
-                  ") == matmul of the plain rows bitwise, n_tok 1-8, splits inside pairs");
-  }
-  cpu::force_kernels(nullptr);
-  bool refused = !cpu::f16_pairs_fit(3, 16) && !cpu::f16_pairs_fit(2, 24) && cpu::f16_pairs_fit(2, 32);
-  try {
-    uint16_t one[16] = {};
-    cpu::repack_f16_pairs(one, one, 1, 16);
-    refused = false;
-  } catch (const weft::Error& e) {
-    refused &= e.code() == weft::ErrorCode::InvalidArgument;
-  }
-  check(refused, "F16 row pairs: an odd row count or a row not of 16-element chunks has none");
-}
-
 // The AVX-512 kernels promise the AVX2 kernels' bits (kernels-avx512.cc says why): matmul at
 // every tile shape and vec_dot, on random, extreme and raw rows (Q8_0 weights of -128, odd
 // block counts whose last block is alone), compared bit for bit. A model's logits then do not
@@ -1019,7 +943,6 @@ int main() {
   test_swiglu();
   test_sum_squares();
   test_matmul();
-  test_f16_pairs();
   test_avx512_matches_avx2();
   test_attention_avx512_matches_avx2();
   test_matmul_threads();
