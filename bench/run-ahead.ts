@@ -1,7 +1,7 @@
 /**
  * `npm --prefix bench run bench:run-ahead`: what running decode ahead (LoadOptions.runAhead)
  * buys and costs, on the SmolLM2-135M shape (Q8_0, Q4_K_M) that `npm run bench` writes.
- * Two copies of each model are loaded side by side, runAhead 1 and 4, and used in turn each
+ * Three copies of each model are loaded side by side, runAhead 1, 4 and 8, and used in turn each
  * round, so that the VM's drift hits both alike:
  *  - decode: B=1 greedy, 128 tokens after a 16-token prompt, tok/s from the token stamps;
  *  - time to first token of a 16-token request arriving while another sequence decodes: what a
@@ -19,7 +19,7 @@ import { fmt, formatTable } from './table.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REFDATA = process.env.WEFT_REFDATA ?? path.resolve(ROOT, '../shared/refdata');
-const SETTINGS = [1, 4];
+const SETTINGS = [1, 4, 8];
 const PROMPT = 16;
 const GEN = 128;
 

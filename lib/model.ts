@@ -31,7 +31,7 @@ export interface LoadOptions {
   chunkedPrefill?: boolean;
   /**
    * Decode steps one native call may run when every scheduled sequence is generating and no
-   * request waits (1..64). Default 4. The tokens are those of single steps; a trajectory that
+   * request waits (1..64). Default 8. The tokens are those of single steps; a trajectory that
    * ends inside such a call drops the tokens computed after its end (at most runAhead - 1); a
    * call is kept to about 30 ms, and a request or abort arriving during it ends it after the
    * current step. 1 calls native once per step.
@@ -256,7 +256,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   const blockSize = intOption('blockSize', opts.blockSize, 1, 4096, 16);
   const kvCacheTokens = intOption('kvCacheTokens', opts.kvCacheTokens, 1, 1 << 26, 0);
   const stepTokens = intOption('stepTokens', opts.stepTokens, 1, 1 << 16, 512);
-  const runAhead = intOption('runAhead', opts.runAhead, 1, 64, 4);
+  const runAhead = intOption('runAhead', opts.runAhead, 1, 64, 8);
   if (opts.chunkedPrefill !== undefined && typeof opts.chunkedPrefill !== 'boolean') throw invalid('chunkedPrefill must be a boolean');
   if (opts.kvType !== undefined && opts.kvType !== 'f16' && opts.kvType !== 'f32') throw invalid(`kvType must be 'f16' or 'f32'`);
   if (opts.useMmap !== undefined && typeof opts.useMmap !== 'boolean') throw invalid('useMmap must be a boolean');
