@@ -71,14 +71,15 @@ void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* 
   }
 }
 
-// Up to kTile activation rows (decode steps of a few sequences) read the weights once, from
-// memory, so they go as gemv does, one weight row at a time asking kPrefetchBytes ahead: several
-// rows in lockstep defeat the hardware prefetchers (B=4 decode with the prefill tiles instead,
-// SmolLM2 Q8_0 607 / F16 416 / Qwen2.5 Q8_0 203 tok/s, against 860 / 579 / 284 this way).
-// More activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
+// Several activation rows: weight rows in chunks of about kChunkBytes, and inside a chunk every
 // tile of up to kTile activation rows, so a chunk stays in L2 while all tiles pass over it and
 // each weight is read from memory once; each weight vector loaded feeds kTile accumulator sets
-// (and float kernels take kTileRows = 3 weight rows per tile, so each activation load feeds 3).
+// (and K::kTileRows weight rows share each activation load). The first tile over a chunk reads
+// it from memory, so it goes as gemv does, one weight row at a time asking kPrefetchBytes ahead:
+// several rows in lockstep defeat the hardware prefetchers. Decode of B sequences that way
+// against K::kTileRows-row tiles throughout (tok/s, bench/out/quick-b4.ts, medians of 3):
+// B=4 SmolLM2 Q8_0 607 -> 860, F16 416 -> 579, Qwen2.5 Q8_0 203 -> 284; B=8 SmolLM2 Q8_0 890
+// -> 1045, F16 526 -> 708; B=16 993 -> 1087 and 766 -> 866; pp512 unchanged.
 // Float-type tiles read f32: F16/BF16 activation rows are widened once per tile into scratch.
 // (Q8_0 rows are repacked into scratch, for decode as well.)
 constexpr int kTile = 4;
@@ -126,7 +127,7 @@ void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t
         a[j] = static_cast<const AT*>(Act::row(act + (i0 + j) * act_row_bytes, n, dst));
       }
       float* yt = y + i0 * y_stride;
-      if (n_tok <= kTile) {
+      if (i0 == 0) {
         switch (nt) {
           case 1: tile_rows<K, 1, 1, true>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
           case 2: tile_rows<K, 1, 2, true>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
