@@ -110,6 +110,18 @@ struct ActRepacked {
   }
 };
 
+// tile_rows with NA = nt (1..kTile) chosen at run time.
+template <class K, int NW, bool PF>
+void tile_rows_nt(int nt, int64_t n, const char* w, size_t w_row_bytes, const typename K::AT* const* a,
+                  float* y, int64_t y_stride, int64_t c0, int64_t c1) {
+  switch (nt) {
+    case 1: tile_rows<K, NW, 1, PF>(n, w, w_row_bytes, a, y, y_stride, c0, c1); break;
+    case 2: tile_rows<K, NW, 2, PF>(n, w, w_row_bytes, a, y, y_stride, c0, c1); break;
+    case 3: tile_rows<K, NW, 3, PF>(n, w, w_row_bytes, a, y, y_stride, c0, c1); break;
+    default: tile_rows<K, NW, kTile, PF>(n, w, w_row_bytes, a, y, y_stride, c0, c1); break;
+  }
+}
+
 template <class K, class Act>
 void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t act_row_bytes,
            int n_tok, float* y, int64_t y_stride, int64_t r_begin, int64_t r_end) {
@@ -127,21 +139,8 @@ void tiled(int64_t n, const char* w, size_t w_row_bytes, const char* act, size_t
         a[j] = static_cast<const AT*>(Act::row(act + (i0 + j) * act_row_bytes, n, dst));
       }
       float* yt = y + i0 * y_stride;
-      if (i0 == 0) {
-        switch (nt) {
-          case 1: tile_rows<K, 1, 1, true>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-          case 2: tile_rows<K, 1, 2, true>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-          case 3: tile_rows<K, 1, 3, true>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-          default: tile_rows<K, 1, kTile, true>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        }
-        continue;
-      }
-      switch (nt) {
-        case 1: tile_rows<K, K::kTileRows, 1>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 2: tile_rows<K, K::kTileRows, 2>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        case 3: tile_rows<K, K::kTileRows, 3>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-        default: tile_rows<K, K::kTileRows, kTile>(n, w, w_row_bytes, a, yt, y_stride, c0, c1); break;
-      }
+      if (i0 == 0) tile_rows_nt<K, 1, true>(nt, n, w, w_row_bytes, a, yt, y_stride, c0, c1);
+      else tile_rows_nt<K, K::kTileRows, false>(nt, n, w, w_row_bytes, a, yt, y_stride, c0, c1);
     }
   }
 }

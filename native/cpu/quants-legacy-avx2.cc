@@ -253,7 +253,8 @@ struct RawMin {
 // Decoded rows (prefill). Q5_0: [nb x 32 int8 (q - 16)][nb x 8 int32 c][nb x f32 d] with
 // c = 128 * quad_sums(q - 16), against Bias rows: the activation is the unsigned operand of
 // maddubs, and madd(maddubs(q_a + 128, q_w - 16)) - c = (q_w - 16) * q_a per quad, exactly
-// (|pair sum| <= 2 * 255 * 16, no saturation).
+// (|pair sum| <= 2 * 255 * 16, no saturation). The AVX-512 build stores -c, where vpdpbusd
+// starts its sums.
 constexpr int64_t kDecQ5_0Bytes = 68, kDecMinBytes = 40;  // per block
 
 struct DecQ5_0 {
@@ -265,9 +266,8 @@ struct DecQ5_0 {
     const __m256i code = load256(row + 32 * b);
     const __m256i c = load256(row + 32 * nb + 32 * b);
 #if defined(WEFT_LEGACY_QUANTS_ZMM)
-    // vpdpbusd forms the same quad sums in one step, starting from -c.
-    const __m256i start = _mm256_sub_epi32(_mm256_setzero_si256(), c);
-    for (int j = 0; j < NA; ++j) p[j] = _mm256_dpbusd_epi32(start, load256(a.q[j] + 32 * b), code);
+    // vpdpbusd forms the same quad sums in one step, starting from the stored -c.
+    for (int j = 0; j < NA; ++j) p[j] = _mm256_dpbusd_epi32(c, load256(a.q[j] + 32 * b), code);
 #else
     const __m256i ones = _mm256_set1_epi16(1);
     for (int j = 0; j < NA; ++j) {
@@ -324,7 +324,12 @@ void decode_q5_0(const BlockQ5_0* w, int64_t nb, uint8_t* dst) {
   for (int64_t b = 0; b < nb; ++b) {
     const __m256i q = _mm256_sub_epi8(codes(w[b]), _mm256_set1_epi8(16));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), quad_sums(q, 7));
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+    const __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(), quad_sums(q, 7));
+#else
+    const __m256i c = quad_sums(q, 7);
+#endif
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), c);
     d[b] = _cvtsh_ss(w[b].d);
   }
 }
