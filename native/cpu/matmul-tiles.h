@@ -79,7 +79,8 @@ void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* 
 // several rows in lockstep defeat the hardware prefetchers. Decode of B sequences that way
 // against K::kTileRows-row tiles throughout (tok/s, bench/out/quick-b4.ts, medians of 3):
 // B=4 SmolLM2 Q8_0 607 -> 860, F16 416 -> 579, Qwen2.5 Q8_0 203 -> 284; B=8 SmolLM2 Q8_0 890
-// -> 1045, F16 526 -> 708; B=16 993 -> 1087 and 766 -> 866; pp512 unchanged.
+// -> 1045, F16 526 -> 708; B=16 993 -> 1087 and 766 -> 866; pp512 unchanged. On the AVX2
+// backend (WEFT_KERNELS=avx2, same VM): B=4 F16 245 -> 455, B=8 363 -> 562, Q8_0 +4-6 %.
 // Float-type tiles read f32: F16/BF16 activation rows are widened once per tile into scratch.
 // (Q8_0 rows are repacked into scratch, for decode as well.)
 constexpr int kTile = 4;
