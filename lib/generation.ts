@@ -49,7 +49,9 @@ export interface GenerationResult extends TrajectoryResult {
 /**
  * A generation in progress: an async iterable of TokenEvents (of every trajectory, in the order
  * they were produced) and a `result` promise. Both fail with the same WeftError (E_ABORTED after
- * an abort). Events are buffered, so a caller may iterate late or only await `result`.
+ * an abort). Events are buffered, so a caller may iterate late or only await `result`; once the
+ * request's signal aborts, the iteration delivers none of them that it has not yet delivered
+ * (decode computes several steps per native call, so several may be waiting).
  */
 export class Generation implements AsyncIterable<TokenEvent> {
   readonly result: Promise<GenerationResult>;
@@ -66,6 +68,7 @@ export class Generation implements AsyncIterable<TokenEvent> {
     stops: readonly string[],
     n: number,
     private readonly promptTokens: number,
+    private readonly signal: AbortSignal | undefined,
     run: (gen: Generation) => Promise<RequestEnd>,
   ) {
     const emit = (ev: TokenEvent) => {
@@ -89,11 +92,14 @@ export class Generation implements AsyncIterable<TokenEvent> {
 
   async *[Symbol.asyncIterator](): AsyncIterator<TokenEvent> {
     for (;;) {
+      // After an abort nothing more is delivered: the engine's verdict (E_ABORTED, or the end
+      // the request reached first) decides what the iteration does.
+      if (this.signal?.aborted && !this.ended) await this.result.catch(() => {});
+      if (this.error && (this.signal?.aborted || !this.events.length)) throw this.error;
       if (this.events.length) {
         yield this.events.shift()!;
         continue;
       }
-      if (this.error) throw this.error;
       if (this.ended) return;
       await new Promise<void>((r) => { this.wake = r; });
     }

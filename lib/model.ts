@@ -178,7 +178,7 @@ export class Model {
     const stops = opts.stop === undefined ? [] : Array.isArray(opts.stop) ? opts.stop : [opts.stop];
     if (stops.some((s) => typeof s !== 'string' || s.length === 0)) throw invalid('stop strings must be non-empty strings');
 
-    return new Generation(() => this.tokenizer.createStreamDecoder(), stops, n, ids.length, (gen) =>
+    return new Generation(() => this.tokenizer.createStreamDecoder(), stops, n, ids.length, opts.signal, (gen) =>
       this.engine.submit({
         prompt: ids, maxTokens, n, priority, topN, sampling, logits: 'none', signal: opts.signal,
         onToken: (trajectory, t) => gen.push(trajectory, {
