@@ -93,6 +93,16 @@ __m256i quad_sums(__m256i q, int shift) {
   return _mm256_sll_epi32(s, _mm_cvtsi32_si128(shift));
 }
 
+// A correction term as the packed rows hold it: the AVX-512 build keeps it negated, as the
+// value vpdpbusd starts its sums from.
+__m256i stored_correction(__m256i c) {
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+  return _mm256_sub_epi32(_mm256_setzero_si256(), c);
+#else
+  return c;
+#endif
+}
+
 // Decoding the 5-bit types from memory, the prefetchers alone leave the loop waiting (measured
 // 1 thread: Q5_0 1.89 -> 1.64, Q5_1 2.1-2.5 -> 1.80 ns per block with 16 blocks ahead; cache-
 // resident runs unchanged), so their raw paths also ask for the block kPrefetch blocks ahead.
@@ -124,12 +134,7 @@ void pack_corr(const void* src, int64_t nb, uint8_t* dst) {
   for (int64_t b = 0; b < nb; ++b) {
     const __m256i q = load256(x[b].qs);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
-#if defined(WEFT_LEGACY_QUANTS_ZMM)
-    const __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(), quad_sums(q, 4));
-#else
-    const __m256i c = quad_sums(q, 4);
-#endif
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), c);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), stored_correction(quad_sums(q, 4)));
     d[b] = _cvtsh_ss(x[b].d);
   }
 }
@@ -324,12 +329,7 @@ void decode_q5_0(const BlockQ5_0* w, int64_t nb, uint8_t* dst) {
   for (int64_t b = 0; b < nb; ++b) {
     const __m256i q = _mm256_sub_epi8(codes(w[b]), _mm256_set1_epi8(16));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
-#if defined(WEFT_LEGACY_QUANTS_ZMM)
-    const __m256i c = _mm256_sub_epi32(_mm256_setzero_si256(), quad_sums(q, 7));
-#else
-    const __m256i c = quad_sums(q, 7);
-#endif
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), c);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), stored_correction(quad_sums(q, 7)));
     d[b] = _cvtsh_ss(w[b].d);
   }
 }
