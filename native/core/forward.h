@@ -77,6 +77,10 @@ class Forward {
   // leaves every thread the same number of blocks, or this many each (one block more is then at
   // most a 1/50 longer share).
   static constexpr int64_t kEvenBlocksPerThread = 50;
+  // Steps of at most this many tokens read ahead into the next matmul's weights while they wait
+  // at barriers, at most kReadAheadBytes a thread (well inside a core's L2).
+  static constexpr int kReadAheadTokens = 4;
+  static constexpr int64_t kReadAheadBytes = 256 << 10;
   // Attention works on tiles: up to kTileTokens consecutive positions of one sequence (a prefill
   // chunk; a decode token is a tile of one), so that the query heads of all their tokens that
   // share a KV head meet each K/V row together.

@@ -206,7 +206,7 @@ void ThreadPool::run(const std::function<void(int tid, int nth)>& fn, bool next_
   if (error) std::rethrow_exception(error);
 }
 
-void ThreadPool::barrier() {
+void ThreadPool::barrier(ReadAhead* ahead) {
   Impl& s = *impl_;
   if (s.n == 1) return;
   if (s.failed.load(std::memory_order_acquire)) throw RegionAborted{};
@@ -217,10 +217,20 @@ void ThreadPool::barrier() {
     s.generation.store(gen + 1, std::memory_order_release);
     return;
   }
-  spin_until([&] {
+  auto released = [&] {
     if (s.failed.load(std::memory_order_acquire)) throw RegionAborted{};
     return s.generation.load(std::memory_order_acquire) != gen;
-  });
+  };
+  if (ahead) {
+    // Loads, not prefetches, so every line comes (a burst of prefetch instructions mostly does
+    // not), a few lines between looks at the generation so that the release is seen promptly.
+    constexpr ptrdiff_t kStride = 64 * 8;
+    while (ahead->end - ahead->next >= kStride && !released()) {
+      for (ptrdiff_t i = 0; i < kStride; i += 64) (void)*reinterpret_cast<const volatile char*>(ahead->next + i);
+      ahead->next += kStride;
+    }
+  }
+  spin_until(released);
 }
 
 int physical_cores() {

@@ -23,8 +23,14 @@ class ThreadPool {
   // right after this one (a decode step after sampling the last one's token), so workers poll
   // for it a while instead of sleeping.
   void run(const std::function<void(int tid, int nth)>& fn, bool next_soon = false);
+  // Memory this thread reads next, [next, end): while it waits at a barrier it loads those lines
+  // (advancing next), so the wait for a slower thread becomes the start of its next phase.
+  struct ReadAhead {
+    const char* next = nullptr;
+    const char* end = nullptr;
+  };
   // Only from inside run(); every thread of the region must call it the same number of times.
-  void barrier();
+  void barrier(ReadAhead* ahead = nullptr);
 
  private:
   struct Impl;

@@ -902,6 +902,41 @@ void test_thread_pool() {
     pool.run([&](int, int) { ++soon; }, true);
     check(soon == 1001 * nth, "1000 regions with next_soon, then one after the workers' linger ran out" + tag);
 
+    // Barriers that read ahead while they wait: a thread that arrives early loads its range
+    // while the last one sleeps, and never past the end; lockstep holds as with barrier().
+    if (nth > 1) {
+      std::vector<char> mem(300 * 1024 + 100, 1);
+      std::vector<cpu::ThreadPool::ReadAhead> ahead(nth, {mem.data(), mem.data() + mem.size()});
+      std::vector<int> seen(nth, -1);
+      pool.run([&](int tid, int n) {
+        if (tid == n - 1) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        seen[tid] = 1;
+        pool.barrier(&ahead[tid]);
+        for (int j = 0; j < n; ++j) seen[tid] &= seen[j] == 1;
+      });
+      bool early_read_all = true, in_range = true, lockstep = true;
+      for (int t = 0; t < nth; ++t) {
+        const ptrdiff_t left = ahead[t].end - ahead[t].next;
+        in_range = in_range && left >= 0 && ahead[t].next >= mem.data();
+        if (t < nth - 1) early_read_all = early_read_all && left < 512;
+        lockstep = lockstep && seen[t] == 1;
+      }
+      check(early_read_all && in_range && lockstep,
+            "barrier(ReadAhead): early threads read their 300 KiB while waiting, not past its end" + tag);
+      std::atomic<int> bad{0};
+      pool.run([&](int tid, int n) {
+        cpu::ThreadPool::ReadAhead mine{mem.data(), mem.data() + 4096};
+        for (int round = 0; round < kRounds; ++round) {
+          slot[tid] = round;
+          pool.barrier(&mine);
+          for (int j = 0; j < n; ++j) bad += slot[j] != round;
+          pool.barrier(round % 2 ? &mine : nullptr);
+          mine.next = mem.data();
+        }
+      });
+      check(bad == 0, "2x2000 read-ahead barriers keep threads in lockstep" + tag);
+    }
+
     bool nested = false;
     try {
       pool.run([&](int tid, int) {
