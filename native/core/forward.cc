@@ -227,8 +227,8 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
     // several), which it reads while it waits at the barriers before that matmul: a wait for the
     // slower thread becomes the start of its next phase. Decode only: prefill re-reads each weight
     // chunk from cache many times. In-process A/B of decode steps (2 threads, 512-step windows,
-    // ~5-10 MB a step read ahead), the VM's fast mode: SmolLM2 Q8_0 0.93-1.00x (median 0.97), F16
-    // 0.96-1.02x (0.98), Qwen2.5 Q8_0 0.96-1.05x (1.00); its slow mode 0.97-1.02x.
+    // ~5-10 MB a step read ahead), the VM's fast mode: SmolLM2 Q8_0 0.93-1.02x (median 0.96), F16
+    // 0.95-1.02x (0.98), Qwen2.5 Q8_0 0.96-1.05x (1.00); its slow mode 0.97-1.02x.
     cpu::ThreadPool::ReadAhead ahead;
     const void* ahead_of = nullptr;
     const bool read_ahead = n <= kReadAheadTokens;
