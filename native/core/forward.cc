@@ -426,16 +426,15 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
         cpu::swiglu(g + c0, u + c0, c1 - c0);
         pd.convert(gate_.data(), F, t, c0, c1);
       };
+      aim_joint({{w.w_down, nullptr, 0}});
       if (glu_own) {
         matmul_cols(w.w_gate, p, n, gate_.data(), F, cb, ce);
         matmul_cols(w.w_up, p, n, up_.data(), F, cb, ce);
         for (int64_t t = 0; t < n && cb < ce; ++t) glu(t, cb, ce);
-        aim_joint({{w.w_down, nullptr, 0}});
         sync(kGateUp);
       } else {
         matmul(tid, nth, w.w_gate, p, n, gate_.data(), F);
         matmul(tid, nth, w.w_up, p, n, up_.data(), F);
-        aim_joint({{w.w_down, nullptr, 0}});
         sync(kGateUp);
         columns(n, F, pd.align, glu);
         sync(kSilu);
