@@ -591,7 +591,8 @@ struct Shape {
 };
 
 // Every output of matmul equals vec_dot of its row pair bit for bit, across tile shapes
-// (n_tok 1-4 decode a row once in registers, larger batches decode chunks of rows), row ranges
+// (n_tok 1-4 decode a row once in registers, n_tok 1 two rows at a time and an odd one last, larger
+// batches decode chunks of rows), row ranges
 // that start and end mid-tile, chunk boundaries (4864-element rows: 13 rows per chunk), and output
 // strides wider than the row count.
 void test_matmul() {
@@ -599,7 +600,7 @@ void test_matmul() {
       {7, 32, 1, 0, 7, 7},        {9, 64, 2, 0, 9, 9},          {5, 96, 3, 1, 5, 6},
       {6, 576, 4, 0, 6, 6},       {11, 576, 5, 2, 11, 12},      {8, 96, 7, 0, 8, 8},
       {40, 4864, 6, 0, 40, 40},   {37, 4864, 9, 3, 35, 37},     {33, 896, 13, 0, 33, 40},
-      {64, 128, 64, 0, 64, 64},   {3, 32, 17, 0, 3, 3},
+      {64, 128, 64, 0, 64, 64},   {3, 32, 17, 0, 3, 3},         {13, 896, 1, 2, 13, 13},
   };
   for (const char* backend : {"avx512", "avx2", "scalar"}) {
     if (!cpu::force_kernels(backend)) {
@@ -638,7 +639,7 @@ void test_matmul() {
         }
       }
       check(ok, std::string(name(t)) + " " + backend +
-                    " matmul == vec_dot bitwise for every output (11 shapes, quantized and raw activations)");
+                    " matmul == vec_dot bitwise for every output (12 shapes, quantized and raw activations)");
     }
   }
   cpu::force_kernels(nullptr);
