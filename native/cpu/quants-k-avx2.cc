@@ -26,9 +26,9 @@
 // quants-k-avx512.cc compiles this file a second time with AVX-512 flags and WEFT_K_QUANTS_ZMM,
 // which swaps the integer inner loops for zmm ones: the same maddubs pair sums, with madd + add
 // fused into vpdpwssd, two 32-weight vectors per instruction (one in each 256-bit half) and the
-// halves added at the end; Q4_K also takes its activation rows repacked (Q8KForQ4 below). Integer
-// sums are exact, so every super-block's 8 int32 lanes, and from there every float operation and
-// output, are the AVX2 build's bit for bit (test-quants-k checks).
+// halves added at the end, and Q4_K/Q5_K take their activation rows repacked (Q8KPairs below).
+// Integer sums are exact, so every super-block's 8 int32 lanes, and from there every float
+// operation and output, are the AVX2 build's bit for bit (test-quants-k checks).
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) &&                              \
     (!defined(WEFT_K_QUANTS_ZMM) || (defined(__AVX512F__) && defined(__AVX512BW__) &&          \
                                      defined(__AVX512VL__) && defined(__AVX512VNNI__)))
@@ -85,35 +85,58 @@ __m256i add_halves(__m512i v) {
   return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
 }
 
-// idx lanes 0-15 = i, 16-31 = i + 1: for permutexvar_epi16, a scale per half.
-__m512i pair_index(short i) { return halves_epi16(i, static_cast<short>(i + 1)); }
 #endif
 
 __m256i pattern(const int8_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
 
+// ---- Q4_K / Q5_K -----------------------------------------------------------------------------
+// The 12 packed scale bytes (layout in quants-k.h) as 16 bytes sc0..sc7 m0..m7.
+// Lanes of 4 bytes: u = bytes 0-3, 4-7, 8-11 (the load also takes the next 4 bytes, the block's
+// first codes, unused):
+//   sc0-3 = u0 & 63, m0-3 = u1 & 63,
+//   sc4-7 = (u2 & 15) | (u0 >> 6 & 3) << 4,  m4-7 = (u2 >> 4 & 15) | (u1 >> 6 & 3) << 4.
+__m128i unpack_scales(const uint8_t* q) {
+  const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i a = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0));  // u0 u2 u1 u2
+  const __m128i b = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0));  // u0 u0 u1 u1
+  const __m128i low6 = _mm_and_si128(a, _mm_set1_epi8(63));
+  const __m128i nib = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15));
+  const __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(b, 6), _mm_set1_epi8(3)), 4);
+  const __m128i hi = _mm_or_si128(nib, top);
+  return _mm_blend_epi32(low6, hi, 0b1010);
+}
+
+// The min term of one super-block as ggml forms it: 4 int32 lanes, lane k = m_2k * P_2k +
+// m_2k+1 * P_2k+1, with P_j the activation sum over sub-block j (bsums_2j + bsums_2j+1).
+__m128i min_lanes(__m128i scm, __m128i p) {
+  return _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_unpackhi_epi64(scm, scm)), p);
+}
+
 #if defined(WEFT_K_QUANTS_ZMM)
-// ---- Q4_K against repacked activations (AVX-512 build) -------------------------------------------
-// One 64-byte load of weight codes holds chunks 2k and 2k + 1: its low nibbles are sub-blocks 4k
-// and 4k + 2, its high nibbles 4k + 1 and 4k + 3 (a 256-bit half each). The activation rows are
-// repacked once per call to meet them in that order, with the pair sums of bsums the min term
-// uses, so a super-block takes two loads and shifts instead of four broadcasts and variable
-// shifts, and no horizontal add. Each sub-block's lane L still sums its weights 4L..4L+3, so after
-// the halves are added every int32 lane is the AVX2 build's and the float operations are the same.
-// bench-kernels, interleaved with the build before (one thread): decode from cache 32-33 -> 39-42
-// GB/s, from memory 28-30 -> 29-32; n_tok = 64 204-221 -> 239-272 GFLOP/s (two threads 379-435 ->
-// 457-517).
-struct Q8KForQ4 {
-  int8_t qs[kQK];  // per k = 0, 1: sub-blocks 4k, 4k + 2, 4k + 1, 4k + 3 (32 bytes each)
-  int16_t pairs[8];  // bsums[2j] + bsums[2j + 1]
+// Q4_K/Q5_K activation rows, repacked once per call. One 64-byte load of weight codes holds chunks
+// 2k and 2k + 1, whose low nibbles are sub-blocks 4k and 4k + 2 and high nibbles 4k + 1 and 4k + 3
+// (a 256-bit half each); the activations are stored in that order, with the P_j the min term
+// uses. A super-block then takes two loads and shifts instead of four broadcasts and variable
+// shifts, byte shuffles for its scales instead of word permutes, and no horizontal add.
+// bench-kernels, interleaved with the build before, one thread: Q4_K decode from cache 32-33 ->
+// 39-42 GB/s, from memory 28-30 -> 29-32, n_tok = 64 204-221 -> 239-272 GFLOP/s (two threads
+// 379-435 -> 457-517); Q5_K decode from cache 28-30 -> 36-38, from memory 25-27 -> 33-35, n_tok =
+// 64 158-174 -> 178-196.
+struct Q8KPairs {
+  int8_t qs[kQK];    // per k = 0, 1: sub-blocks 4k, 4k + 2, 4k + 1, 4k + 3 (32 bytes each)
+  int16_t pairs[8];  // P_j = bsums[2j] + bsums[2j + 1]
   float d;
 };
-static_assert(sizeof(Q8KForQ4) % 4 == 0, "repacked blocks must keep d aligned");
+static_assert(sizeof(Q8KPairs) % 4 == 0, "repacked blocks must keep d aligned");
+__m128i min_lanes(__m128i scm, const Q8KPairs& y) {
+  return min_lanes(scm, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.pairs)));
+}
 
 // n / 256 blocks: 276 bytes per 256 elements, within the 4 * n bytes matmul-tiles.h gives.
-void repack_for_q4(const void* src, int64_t n, uint8_t* out) {
+void repack_pairs(const void* src, int64_t n, uint8_t* out) {
   const BlockQ8_K* x = static_cast<const BlockQ8_K*>(src);
-  Q8KForQ4* dst = reinterpret_cast<Q8KForQ4*>(out);
-  static constexpr int kFrom[8] = {0, 2, 1, 3, 4, 6, 5, 7};  // source sub-block of each 32 bytes
+  Q8KPairs* dst = reinterpret_cast<Q8KPairs*>(out);
+  static constexpr int kFrom[8] = {0, 2, 1, 3, 4, 6, 5, 7};  // the sub-block of each 32 bytes
   for (int64_t b = 0; b < n / kQK; ++b) {
     for (int v = 0; v < 8; ++v) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs + 32 * v), load256(x[b].qs + 32 * kFrom[v]));
@@ -125,28 +148,41 @@ void repack_for_q4(const void* src, int64_t n, uint8_t* out) {
   }
 }
 
-// vpshufb patterns (per 128-bit lane) that make int16 lanes of scale bytes: kQ4Scale[2k] the lo
-// vector's (sc_4k in the low half, sc_4k+2 in the high one), kQ4Scale[2k + 1] the hi vector's.
-alignas(64) const int8_t kQ4Scale[4][64] = {
-#define WEFT_Q4_LANE(j) j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1
-#define WEFT_Q4_SCALE(a, b) {WEFT_Q4_LANE(a), WEFT_Q4_LANE(a), WEFT_Q4_LANE(b), WEFT_Q4_LANE(b)}
-    WEFT_Q4_SCALE(0, 2), WEFT_Q4_SCALE(1, 3), WEFT_Q4_SCALE(4, 6), WEFT_Q4_SCALE(5, 7),
-#undef WEFT_Q4_SCALE
-#undef WEFT_Q4_LANE
+// vpshufb patterns (per 128-bit lane) that widen scale bytes to int16 lanes: kNibbleScale[2k] for
+// the low-nibble vector (sc_4k in the low half, sc_4k+2 in the high one), [2k + 1] the high one's.
+alignas(64) const int8_t kNibbleScale[4][64] = {
+#define WEFT_K_LANE(j) j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1, j, -1
+#define WEFT_K_SCALE(a, b) {WEFT_K_LANE(a), WEFT_K_LANE(a), WEFT_K_LANE(b), WEFT_K_LANE(b)}
+    WEFT_K_SCALE(0, 2), WEFT_K_SCALE(1, 3), WEFT_K_SCALE(4, 6), WEFT_K_SCALE(5, 7),
+#undef WEFT_K_SCALE
+#undef WEFT_K_LANE
 };
 
-// The 8 int32 lanes of sum sc_j * q_w * q_a over the super-block, as qk_min_sums gives them.
-template <int NA>
-inline void q4k_sums(const BlockQ4_K& x, __m128i scm, const Q8KForQ4* const* a, int64_t b, __m256i* sumi) {
+// The sums of the AVX2 build's qk_min_sums (the #else branch), over the repacked activations.
+// Q5_K's fifth bit of sub-block j is bit j of each qh byte; each half's bit goes to bit 4 with a
+// 16-bit shift, which moves no other byte's bit there for left shifts up to 4 and right shifts up
+// to 3.
+template <class Block, bool kFifthBit, int NA>
+inline void qk_min_sums(const Block& x, __m128i scm, const Q8KPairs* const* a, int64_t b,
+                        __m256i* sumi) {
   const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
   const __m512i sc_bytes = _mm512_broadcast_i32x4(scm);
   __m512i acc[NA];
   for (int j = 0; j < NA; ++j) acc[j] = _mm512_setzero_si512();
+  __m512i hb = _mm512_setzero_si512();
+  if constexpr (kFifthBit) hb = _mm512_broadcast_i64x4(load256(x.qh));
   for (int k = 0; k < 2; ++k) {
     const __m512i codes = _mm512_loadu_si512(x.qs + 64 * k);
-    const __m512i q[2] = {_mm512_and_si512(codes, m4), _mm512_and_si512(_mm512_srli_epi16(codes, 4), m4)};
+    __m512i q[2] = {_mm512_and_si512(codes, m4), _mm512_and_si512(_mm512_srli_epi16(codes, 4), m4)};
+    if constexpr (kFifthBit) {  // bits 4k, 4k + 2 (low nibbles) and 4k + 1, 4k + 3 (high)
+      const __m512i top[2] = {
+          k == 0 ? _mm512_sllv_epi16(hb, halves_epi16(4, 2)) : _mm512_srlv_epi16(hb, halves_epi16(0, 2)),
+          k == 0 ? _mm512_sllv_epi16(hb, halves_epi16(3, 1)) : _mm512_srlv_epi16(hb, halves_epi16(1, 3))};
+      for (int h = 0; h < 2; ++h) q[h] = _mm512_or_si512(q[h], _mm512_and_si512(top[h], bit4));
+    }
     for (int h = 0; h < 2; ++h) {
-      const __m512i sc = _mm512_shuffle_epi8(sc_bytes, _mm512_load_si512(kQ4Scale[2 * k + h]));
+      const __m512i sc = _mm512_shuffle_epi8(sc_bytes, _mm512_load_si512(kNibbleScale[2 * k + h]));
       for (int j = 0; j < NA; ++j) {
         const __m512i qa = _mm512_loadu_si512(a[j][b].qs + 128 * k + 64 * h);
         acc[j] = _mm512_dpwssd_epi32(acc[j], sc, _mm512_maddubs_epi16(q[h], qa));
@@ -156,71 +192,19 @@ inline void q4k_sums(const BlockQ4_K& x, __m128i scm, const Q8KForQ4* const* a, 
   }
   for (int j = 0; j < NA; ++j) sumi[j] = add_halves(acc[j]);
 }
-#endif
-
-// ---- Q4_K / Q5_K -----------------------------------------------------------------------------
-// The 12 packed scale bytes (layout in quants-k.h) as 16 bytes sc0..sc7 m0..m7, in both halves.
-// Lanes of 4 bytes: u = bytes 0-3, 4-7, 8-11 (the load also takes the next 4 bytes, the block's
-// first codes, unused):
-//   sc0-3 = u0 & 63, m0-3 = u1 & 63,
-//   sc4-7 = (u2 & 15) | (u0 >> 6 & 3) << 4,  m4-7 = (u2 >> 4 & 15) | (u1 >> 6 & 3) << 4.
-__m128i unpack_scales128(const uint8_t* q) {
-  const __m128i u = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  const __m128i a = _mm_shuffle_epi32(u, _MM_SHUFFLE(2, 1, 2, 0));  // u0 u2 u1 u2
-  const __m128i b = _mm_shuffle_epi32(u, _MM_SHUFFLE(1, 1, 0, 0));  // u0 u0 u1 u1
-  const __m128i low6 = _mm_and_si128(a, _mm_set1_epi8(63));
-  const __m128i nib = _mm_and_si128(_mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)), _mm_set1_epi8(15));
-  const __m128i top = _mm_slli_epi32(_mm_and_si128(_mm_srli_epi32(b, 6), _mm_set1_epi8(3)), 4);
-  const __m128i hi = _mm_or_si128(nib, top);
-  return _mm_blend_epi32(low6, hi, 0b1010);
-}
-__m256i unpack_scales(const uint8_t* q) { return _mm256_broadcastsi128_si256(unpack_scales128(q)); }
-
-// The min term of one super-block as ggml forms it: 4 int32 lanes, lane k = m_2k * P_2k +
-// m_2k+1 * P_2k+1, with P_j the activation sum over sub-block j (bsum_2j + bsum_2j+1).
-__m128i min_lanes(__m256i scm, const BlockQ8_K& y) {
-  const __m128i mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(_mm256_castsi256_si128(scm),
-                                                            _mm256_castsi256_si128(scm)));
-  const __m128i p = _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
-                                   _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
-  return _mm_madd_epi16(mins, p);
-}
-
-#if defined(WEFT_K_QUANTS_ZMM)
-// As below, with sub-blocks 2i (low nibbles) and 2i + 1 (high nibbles) in the two halves of one
-// zmm, against the 64 activation bytes they meet; the halves are added at the end.
-template <class Block, bool kFifthBit, int NA>
-inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, int64_t b,
-                        __m256i* sumi) {
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
-  const __m512i bit4 = _mm512_set1_epi8(0x10);
-  const __m512i sc16 = _mm512_cvtepu8_epi16(scm);  // lanes 0-7: sc0..sc7
-  __m512i acc[NA];
-  for (int j = 0; j < NA; ++j) acc[j] = _mm512_setzero_si512();
-  __m512i hb = _mm512_setzero_si512();
-  if constexpr (kFifthBit) hb = _mm512_broadcast_i64x4(load256(x.qh));
-  for (int i = 0; i < 4; ++i) {
-    const __m512i q2 = _mm512_broadcast_i64x4(load256(x.qs + 32 * i));
-    __m512i q = _mm512_and_si512(_mm512_srlv_epi16(q2, halves_epi16(0, 4)), m4);
-    if constexpr (kFifthBit) {
-      q = _mm512_or_si512(q, _mm512_and_si512(_mm512_sllv_epi16(hb, halves_epi16(4, 3)), bit4));
-      hb = _mm512_srli_epi16(hb, 2);
-    }
-    const __m512i sc = _mm512_permutexvar_epi16(pair_index(static_cast<short>(2 * i)), sc16);
-    for (int j = 0; j < NA; ++j) {
-      const __m512i qa = _mm512_loadu_si512(a[j][b].qs + 64 * i);
-      acc[j] = _mm512_dpwssd_epi32(acc[j], sc, _mm512_maddubs_epi16(q, qa));
-      keep_in_register(acc[j]);
-    }
-  }
-  for (int j = 0; j < NA; ++j) sumi[j] = add_halves(acc[j]);
-}
+using KAct = Q8KPairs;
 #else
+__m128i min_lanes(__m128i scm, const BlockQ8_K& y) {
+  return min_lanes(scm, _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
+                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8))));
+}
+
 // sum over the super-block of sc_j * q_w * q_a: 8 int32 lanes, lane L of each 32-weight
 // sub-block holding its weights 4L..4L+3. kFifthBit: Q5_K.
 template <class Block, bool kFifthBit, int NA>
-inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, int64_t b,
+inline void qk_min_sums(const Block& x, __m128i scales, const BlockQ8_K* const* a, int64_t b,
                         __m256i* sumi) {
+  const __m256i scm = _mm256_broadcastsi128_si256(scales);  // in both 128-bit lanes for pshufb
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i bit4 = _mm256_set1_epi8(0x10);
   for (int j = 0; j < NA; ++j) sumi[j] = _mm256_setzero_si256();
@@ -247,17 +231,13 @@ inline void qk_min_sums(const Block& x, __m256i scm, const BlockQ8_K* const* a, 
     }
   }
 }
-
+using KAct = BlockQ8_K;
 #endif
 
 // ggml's x86 Q4_K dot keeps the min term in its own 4-lane accumulator, added at the very end.
 struct Q4K {
   using Block = BlockQ4_K;
-#if defined(WEFT_K_QUANTS_ZMM)
-  using Act = Q8KForQ4;
-#else
-  using Act = BlockQ8_K;
-#endif
+  using Act = KAct;
   static constexpr bool kPrefetchAsRead = true;  // decode's prefetching (see matmul)
   struct Acc {
     __m256 sum;
@@ -266,24 +246,14 @@ struct Q4K {
   static Acc zero() { return {_mm256_setzero_ps(), _mm_setzero_ps()}; }
   template <int NA>
   static void superblock(const Block& x, const Act* const* a, int64_t b, Acc* acc) {
+    const __m128i scm = unpack_scales(x.scales);
     __m256i sumi[NA];
-#if defined(WEFT_K_QUANTS_ZMM)
-    const __m128i scm = unpack_scales128(x.scales);
-    q4k_sums<NA>(x, scm, a, b, sumi);
-    const __m128i mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(scm, scm));
-    auto min_term = [&](const Act& y) {  // min_lanes' 4 lanes, from the pair sums stored with y
-      return _mm_madd_epi16(mins, _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.pairs)));
-    };
-#else
-    const __m256i scm = unpack_scales(x.scales);
     qk_min_sums<Block, false, NA>(x, scm, a, b, sumi);
-    auto min_term = [&](const Act& y) { return min_lanes(scm, y); };
-#endif
     const float dw = fp16(x.d), dminw = fp16(x.dmin);
     for (int j = 0; j < NA; ++j) {
       const Act& y = a[j][b];
       acc[j].sum = _mm256_fmadd_ps(_mm256_set1_ps(y.d * dw), _mm256_cvtepi32_ps(sumi[j]), acc[j].sum);
-      acc[j].mins = _mm_fmadd_ps(_mm_set1_ps(-y.d * dminw), _mm_cvtepi32_ps(min_term(y)), acc[j].mins);
+      acc[j].mins = _mm_fmadd_ps(_mm_set1_ps(-y.d * dminw), _mm_cvtepi32_ps(min_lanes(scm, y)), acc[j].mins);
     }
   }
   static float finish(const Acc& acc) {
@@ -297,7 +267,7 @@ struct Q4K {
 // scalar (see the top of the file for the fma).
 struct Q5K {
   using Block = BlockQ5_K;
-  using Act = BlockQ8_K;
+  using Act = KAct;
   static constexpr bool kPrefetchAsRead = true;
   struct Acc {
     __m256 sum;
@@ -306,7 +276,7 @@ struct Q5K {
   static Acc zero() { return {_mm256_setzero_ps(), 0.0f}; }
   template <int NA>
   static void superblock(const Block& x, const Act* const* a, int64_t b, Acc* acc) {
-    const __m256i scm = unpack_scales(x.scales);
+    const __m128i scm = unpack_scales(x.scales);
     __m256i sumi[NA];
     qk_min_sums<Block, true, NA>(x, scm, a, b, sumi);
     const float dw = fp16(x.d), dminw = fp16(x.dmin);
@@ -468,13 +438,12 @@ struct Tiles {
   }
 };
 
-// Q8_K activation rows reach Q5_K as they are, Q6_K repacked, and Q4_K repacked in the AVX-512
-// build (Q8KForQ4).
+// Q8_K activation rows reach Q6_K repacked, and Q4_K/Q5_K as they are (AVX2) or repacked (AVX-512).
 using ActForQ6 = ActRepacked<repack_for_q6>;
 #if defined(WEFT_K_QUANTS_ZMM)
-using ActForQ4 = ActRepacked<repack_for_q4>;
+using ActForQ45 = ActRepacked<repack_pairs>;
 #else
-using ActForQ4 = ActAsIs;
+using ActForQ45 = ActAsIs;
 #endif
 
 // Decode (n_tok = 1) takes the weight rows one at a time, one sequential stream, asking for the
@@ -589,11 +558,11 @@ void install_k_quants_avx2(Backend& b) {
   b.types[static_cast<uint32_t>(GgmlType::Q8_K)].quantize = quantize_q8_k;
 #endif
   TypeKernels& q4 = b.types[static_cast<uint32_t>(GgmlType::Q4_K)];
-  q4.vec_dot = vec_dot_row<Tiles<Q4K>, ActForQ4>;
-  q4.matmul = matmul_k<Q4K, ActForQ4>;
+  q4.vec_dot = vec_dot_row<Tiles<Q4K>, ActForQ45>;
+  q4.matmul = matmul_k<Q4K, ActForQ45>;
   TypeKernels& q5 = b.types[static_cast<uint32_t>(GgmlType::Q5_K)];
-  q5.vec_dot = vec_dot_row<Tiles<Q5K>, ActAsIs>;
-  q5.matmul = matmul_k<Q5K, ActAsIs>;
+  q5.vec_dot = vec_dot_row<Tiles<Q5K>, ActForQ45>;
+  q5.matmul = matmul_k<Q5K, ActForQ45>;
   TypeKernels& q6 = b.types[static_cast<uint32_t>(GgmlType::Q6_K)];
   q6.vec_dot = vec_dot_row<Tiles<Q6K>, ActForQ6>;
   q6.matmul = matmul_k<Q6K, ActForQ6>;
