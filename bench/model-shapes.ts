@@ -5,6 +5,10 @@
  *    tokenizer keys of llama.cpp's ggml-vocab-llama-spm.gguf padded with `<pad_ID>` tokens.
  *  - qwen25-05b-shape: qwen2 (q/k/v biases), 24 layers, 896 wide, 14/2 heads, FFN 4864, vocab
  *    151936, tied, rope base 1e6; tokenizer keys of ggml-vocab-gpt-2.gguf, padded likewise.
+ *  - llama32-1b-shape (opt-in: `--only llama32`): llama, 16 layers, 2048 wide, 32/8 heads, FFN
+ *    8192, vocab 128256, tied, rope base 5e5 (Llama 3.2 1B without its rope scaling); tokenizer keys
+ *    of ggml-vocab-gpt-2.gguf, padded. Its widths are multiples of 256, so its Q4_K_M is mostly
+ *    Q4_K/Q6_K, as the files of Llama 3.x and the larger Qwen2.5 are; no PERF.md figures.
  * Weights are drawn as in refdata MANIFEST.md section 1.3 (the scales only matter for what greedy
  * decoding produces, not for speed). Q4_K_M uses llama-quantize's per-tensor type mix for these
  * shapes (PERF.md section 1), with weft's own round-to-nearest quantizers.
@@ -31,6 +35,10 @@ export const SHAPES: Record<string, Shape> = {
   'qwen25-05b-shape': {
     name: 'qwen25-05b-shape', arch: 'qwen2', layers: 24, embd: 896, heads: 14, kvHeads: 2, headDim: 64, ff: 4864,
     vocab: 151936, ropeBase: 1000000, rmsEps: 1e-6, ctx: 4096, vocabFile: 'ggml-vocab-gpt-2.gguf', seed: 500,
+  },
+  'llama32-1b-shape': {
+    name: 'llama32-1b-shape', arch: 'llama', layers: 16, embd: 2048, heads: 32, kvHeads: 8, headDim: 64, ff: 8192,
+    vocab: 128256, ropeBase: 500000, rmsEps: 1e-5, ctx: 4096, vocabFile: 'ggml-vocab-gpt-2.gguf', seed: 1000,
   },
 };
 

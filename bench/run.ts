@@ -5,7 +5,8 @@
  * bench/out/bench-<time>.json with every sample.
  *
  *   --quick        one repetition of a small subset (under two minutes)
- *   --only <a,b>   only models whose name contains one of these texts
+ *   --only <a,b>   only models whose name contains one of these texts (the opt-in
+ *                  llama32-1b-shape-Q4_K_M, 867 MB, runs only when named this way)
  *   --wait-idle    before each model, wait (up to 2 minutes) for other processes to leave the CPU
  *   --profile      also print where weft's forward pass spends its time, per phase and test
  *                  (Model.profile(): wall time per phase, measured at the barriers that end them)
@@ -147,14 +148,15 @@ async function main(): Promise<void> {
 async function modelList(): Promise<{ name: string; file: string }[]> {
   const vocabDir = path.join(REFDATA, 'tokenizer', 'llama.cpp-vocab');
   const list: { name: string; file: string }[] = [];
-  const generated: [string, FileType[]][] = [
-    ['smollm2-135m-shape', ['F32', 'F16', 'Q8_0', 'Q4_K_M']],
-    ['qwen25-05b-shape', ['Q8_0', 'Q4_K_M']],
+  const generated: [string, FileType[], boolean][] = [  // [shape, types, opt-in]
+    ['smollm2-135m-shape', ['F32', 'F16', 'Q8_0', 'Q4_K_M'], false],
+    ['qwen25-05b-shape', ['Q8_0', 'Q4_K_M'], false],
+    ['llama32-1b-shape', ['Q4_K_M'], true],
   ];
-  for (const [shape, types] of generated) {
+  for (const [shape, types, optIn] of generated) {
     for (const type of types) {
       const name = `${shape}-${type}`;
-      if (want(name)) list.push({ name, file: await shapeModel(path.join(OUT, 'models'), SHAPES[shape], type, vocabDir) });
+      if (want(name) && (!optIn || args.only !== undefined)) list.push({ name, file: await shapeModel(path.join(OUT, 'models'), SHAPES[shape], type, vocabDir) });
     }
   }
   const shared = path.join(REFDATA, 'models');
