@@ -112,6 +112,12 @@ __m128i min_lanes(__m128i scm, __m128i p) {
   return _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_unpackhi_epi64(scm, scm)), p);
 }
 
+// The eight P_j of an activation block.
+__m128i pair_sums(const BlockQ8_K& y) {
+  return _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
+                        _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8)));
+}
+
 #if defined(WEFT_K_QUANTS_ZMM)
 // Q4_K/Q5_K activation rows, repacked once per call. One 64-byte load of weight codes holds chunks
 // 2k and 2k + 1, whose low nibbles are sub-blocks 4k and 4k + 2 and high nibbles 4k + 1 and 4k + 3
@@ -141,9 +147,7 @@ void repack_pairs(const void* src, int64_t n, uint8_t* out) {
     for (int v = 0; v < 8; ++v) {
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst[b].qs + 32 * v), load256(x[b].qs + 32 * kFrom[v]));
     }
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].pairs),
-                     _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].bsums)),
-                                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].bsums + 8))));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst[b].pairs), pair_sums(x[b]));
     dst[b].d = x[b].d;
   }
 }
@@ -195,8 +199,7 @@ inline void qk_min_sums(const Block& x, __m128i scm, const Q8KPairs* const* a, i
 using KAct = Q8KPairs;
 #else
 __m128i min_lanes(__m128i scm, const BlockQ8_K& y) {
-  return min_lanes(scm, _mm_hadd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums)),
-                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(y.bsums + 8))));
+  return min_lanes(scm, pair_sums(y));
 }
 
 // sum over the super-block of sc_j * q_w * q_a: 8 int32 lanes, lane L of each 32-weight
