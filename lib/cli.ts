@@ -3,10 +3,11 @@
 import { parseArgs } from 'node:util';
 import { loadModel, readGguf, WeftError } from './index.js';
 import { defaultModelPath } from './default-model.js';
+import type { KvType } from './native.js';
 
 const USAGE = `usage:
   weft generate [-m model.gguf] -p "Start at 17. Add 25." [-n 64] [--temp 0.8] [--top-k 40] [--top-p 0.95]
-                [--min-p 0.05] [--seed N] [--stop STR]... [-t threads] [--kv-type f16|f32]
+                [--min-p 0.05] [--seed N] [--stop STR]... [-t threads] [--kv-type f16|f32|q8_0]
                 [--no-mmap]
   weft info -m model.gguf [--json]`;
 
@@ -39,7 +40,7 @@ async function generate(args: string[]): Promise<void> {
   // Without -m: the small reasoner shipped in models/ (models/README.md).
   const model = await loadModel(values.model ?? defaultModelPath(), {
     threads: num('threads', values.threads),
-    kvType: values['kv-type'] as 'f16' | 'f32' | undefined,
+    kvType: values['kv-type'] as KvType | undefined,
     useMmap: values['no-mmap'] ? false : undefined,
   });
   const ac = new AbortController();

@@ -7,7 +7,7 @@ export type { SamplingOptions } from './options.js';
 export { WeftError } from './errors.js';
 export type { WeftErrorCode } from './errors.js';
 export { readGguf, readGgufMetadata } from './native.js';
-export type { GgufFileInfo, GgufTensorInfo, NativeProfile } from './native.js';
+export type { GgufFileInfo, GgufTensorInfo, KvType, NativeProfile } from './native.js';
 export type { GgufMetadata, GgufValue } from './gguf/types.js';
 export type { Tokenizer } from './tokenizer/index.js';
 export { createTokenizer } from './tokenizer/index.js';

@@ -2,7 +2,7 @@ import { Engine, type EngineStats } from './scheduler/engine.js';
 import { BlockManager } from './kv/block-manager.js';
 import { WeftError, invalid } from './errors.js';
 import { Generation, type GenerationResult, type TokenEvent } from './generation.js';
-import { loadNativeModel, type NativeInfo, type NativeModel, type NativeProfile } from './native.js';
+import { KV_TYPES, loadNativeModel, type KvType, type NativeInfo, type NativeModel, type NativeProfile } from './native.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 import { intOption, samplingSettings, type SamplingOptions } from './options.js';
 import type { GgufMetadata } from './gguf/types.js';
@@ -16,8 +16,12 @@ export interface LoadOptions {
   kvCacheTokens?: number;
   /** Tokens per KV block. Default 16. */
   blockSize?: number;
-  /** KV cache element type. Default 'f16'. */
-  kvType?: 'f16' | 'f32';
+  /**
+   * KV cache storage. Default 'f16'. 'q8_0' (llama.cpp's --cache-type-k/v q8_0) holds about
+   * twice the tokens in the same memory and reads half the bytes per attended position; it
+   * needs a head size that is a multiple of 32 and moves the logits slightly.
+   */
+  kvType?: KvType;
   /**
    * Token budget of one engine step: a decode token for every generating sequence plus prompt
    * chunks up to this many tokens in all. Default 512.
@@ -258,7 +262,7 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<M
   const stepTokens = intOption('stepTokens', opts.stepTokens, 1, 1 << 16, 512);
   const runAhead = intOption('runAhead', opts.runAhead, 1, 64, 8);
   if (opts.chunkedPrefill !== undefined && typeof opts.chunkedPrefill !== 'boolean') throw invalid('chunkedPrefill must be a boolean');
-  if (opts.kvType !== undefined && opts.kvType !== 'f16' && opts.kvType !== 'f32') throw invalid(`kvType must be 'f16' or 'f32'`);
+  if (opts.kvType !== undefined && !KV_TYPES.includes(opts.kvType)) throw invalid(`kvType must be one of ${KV_TYPES.join(', ')}`);
   if (opts.useMmap !== undefined && typeof opts.useMmap !== 'boolean') throw invalid('useMmap must be a boolean');
   const native = await loadNativeModel(path, {
     threads: threads || undefined, blockSize, kvCacheTokens: kvCacheTokens || undefined, kvType: opts.kvType,

@@ -63,7 +63,7 @@ export interface NativeInfo {
   useMmap: boolean;
   tensorBytes: number;
   tensorTypes: Record<string, { count: number; bytes: number }>;
-  kvCache: { blocks: number; blockSize: number; type: 'f16' | 'f32'; bytes: number };
+  kvCache: { blocks: number; blockSize: number; type: KvType; bytes: number };
   threads: number;
   kernels: string;
 }
@@ -89,11 +89,15 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** KV cache storage: f16, f32, or ggml's Q8_0 blocks (53 % of f16's bytes; head sizes that are multiples of 32). */
+export type KvType = 'f16' | 'f32' | 'q8_0';
+export const KV_TYPES: readonly KvType[] = ['f16', 'f32', 'q8_0'];
+
 export interface NativeLoadOptions {
   threads?: number;
   kvCacheTokens?: number;
   blockSize?: number;
-  kvType?: 'f16' | 'f32';
+  kvType?: KvType;
   useMmap?: boolean;
 }
 

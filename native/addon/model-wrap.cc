@@ -319,7 +319,8 @@ Napi::Value NativeModel::Load(const Napi::CallbackInfo& info) {
     const std::string s = kt.IsString() ? kt.As<Napi::String>().Utf8Value() : "";
     if (s == "f16") o.kv_type = KvType::F16;
     else if (s == "f32") o.kv_type = KvType::F32;
-    else throw_invalid(env, "kvType must be 'f16' or 'f32'");
+    else if (s == "q8_0") o.kv_type = KvType::Q8_0;
+    else throw_invalid(env, "kvType must be one of f16, f32, q8_0");
   }
   const Napi::Value mm = opts.Get("useMmap");
   if (!mm.IsUndefined()) {
@@ -371,7 +372,7 @@ Napi::Value NativeModel::Info(const Napi::CallbackInfo& info) {
   Napi::Object kv = Napi::Object::New(env);
   kv.Set("blocks", e.kv->n_blocks());
   kv.Set("blockSize", e.kv->block_size());
-  kv.Set("type", e.kv->type() == KvType::F16 ? "f16" : "f32");
+  kv.Set("type", kv_type_name(e.kv->type()));
   kv.Set("bytes", Napi::Number::New(env, static_cast<double>(e.kv->bytes())));
   o.Set("kvCache", kv);
   o.Set("threads", e.pool->size());

@@ -202,7 +202,7 @@ void Forward::for_each_item(int tid, int nth, F&& fn) const {
 void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const {
   const HParams& hp = m_.hp();
   const int32_t bs = kv_.block_size();
-  const size_t head_bytes = size_t(hp.head_dim) * kv_.elem_bytes();
+  const size_t head_bytes = kv_.row_bytes();
   size_t budget = kPrefetchKvBytes;
   int32_t prev[3] = {-1, -1, -1};  // tile, head, segment of the last item
   for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool) {
@@ -248,6 +248,15 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool f16 = kv_.type() == KvType::F16;
   AttnScratch& S = attn_scratch_[size_t(tid)];
+  // A q8_0 cache's run of rows [j, j_end) of a chunk starting at j0, as f32 rows in S.kv, for the
+  // f32 kernels: each run is widened once for all the query rows that meet it, and each value is
+  // ggml's d * q, so a row's arithmetic is that of an f32 cache holding the dequantized rows.
+  const bool q8 = kv_.type() == KvType::Q8_0;
+  auto widen = [&](const uint8_t* rows, int32_t j, int32_t j_end, int32_t j0) {
+    float* f = &S.kv[size_t(j - j0) * size_t(hd)];
+    cpu::dequantize_row(GgmlType::Q8_0, rows, f, int64_t(j_end - j) * hd);
+    return reinterpret_cast<const uint8_t*>(f);
+  };
 
   for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool split) {
     // A shared item's tokens are its members' (one each); its K/V rows, member 0's.
@@ -330,6 +339,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
 
       by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
         const uint8_t* k = kv_.k_row(l, g, blk, slot);
+        if (q8) k = widen(k, j, j_end, j0);
         by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
           const size_t r0 = size_t(i0) * Gp;
           const int n_q = (i1 - i0) * Gp;
@@ -360,6 +370,7 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
 
       by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
         const uint8_t* v = kv_.v_row(l, g, blk, slot);
+        if (q8) v = widen(v, j, j_end, j0);
         by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
           const size_t r0 = size_t(i0) * Gp;
           const int n_q = (i1 - i0) * Gp;

@@ -123,6 +123,7 @@ Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(mo
     size(s.m, rows);
     size(s.l, rows);
     size(s.o2, rows * size_t(hp.head_dim));
+    if (kv_.type() == KvType::Q8_0) size(s.kv, size_t(kChunk) * size_t(hp.head_dim));
     size(s.m2, rows);
     size(s.l2, rows);
   }
@@ -376,6 +377,9 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
         if (kv_.type() == KvType::F16) {
           cpu::f32_to_fp16_row(k, reinterpret_cast<uint16_t*>(kv_.k_row(l, g, blk, slot)), hd);
           cpu::f32_to_fp16_row(v, reinterpret_cast<uint16_t*>(kv_.v_row(l, g, blk, slot)), hd);
+        } else if (kv_.type() == KvType::Q8_0) {
+          cpu::quantize_row(GgmlType::Q8_0, k, kv_.k_row(l, g, blk, slot), hd);
+          cpu::quantize_row(GgmlType::Q8_0, v, kv_.v_row(l, g, blk, slot), hd);
         } else {
           std::memcpy(kv_.k_row(l, g, blk, slot), k, size_t(hd) * sizeof(float));
           std::memcpy(kv_.v_row(l, g, blk, slot), v, size_t(hd) * sizeof(float));

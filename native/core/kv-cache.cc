@@ -5,6 +5,7 @@
 #include <string>
 
 #include "error.h"
+#include "ggml-types.h"
 
 namespace weft {
 
@@ -14,7 +15,10 @@ KvCache::KvCache(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n
     fail(ErrorCode::InvalidArgument, "KV cache of " + std::to_string(n_blocks) + " blocks of " + std::to_string(block_size) +
                                          " tokens is impossible");
   }
-  row_bytes_ = static_cast<size_t>(head_dim) * elem_bytes();
+  if (type == KvType::Q8_0 && head_dim % 32 != 0) {
+    fail(ErrorCode::InvalidArgument, "a q8_0 KV cache needs a head size that is a multiple of 32; this model's is " + std::to_string(head_dim));
+  }
+  row_bytes_ = type == KvType::Q8_0 ? ggml_row_bytes(GgmlType::Q8_0, head_dim) : static_cast<size_t>(head_dim) * (type == KvType::F16 ? 2 : 4);
   size_t rows = 0;
   if (__builtin_mul_overflow(static_cast<size_t>(n_layer) * 2 * static_cast<size_t>(n_head_kv), static_cast<size_t>(n_blocks), &rows) ||
       __builtin_mul_overflow(rows, static_cast<size_t>(block_size), &rows) ||
@@ -27,6 +31,15 @@ KvCache::KvCache(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n
   }
   // Touch the pool now so the first steps do not pay for page faults.
   std::memset(data_.get(), 0, bytes_);
+}
+
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::F16: return "f16";
+    case KvType::F32: return "f32";
+    case KvType::Q8_0: return "q8_0";
+  }
+  return "?";
 }
 
 void KvCache::copy_block(int32_t src, int32_t dst) {

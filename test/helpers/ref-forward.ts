@@ -115,8 +115,12 @@ export class RefModel {
     return new RefModel(hp, embd, need('output_norm.weight'), output, layers);
   }
 
-  /** Logits [tokens.length][nVocab]: row i predicts the token after tokens[i]. */
-  forward(tokens: ArrayLike<number>): Float64Array[] {
+  /**
+   * Logits [tokens.length][nVocab]: row i predicts the token after tokens[i]. With kvType
+   * 'q8_0', each K and V head row is rounded through Q8_0 blocks before attention reads it, as a
+   * q8_0 KV cache stores it.
+   */
+  forward(tokens: ArrayLike<number>, opts: { kvType?: 'q8_0' } = {}): Float64Array[] {
     const { nEmbd: E, headDim: hd, nHead, nHeadKv, eps } = this.hp;
     const group = nHead / nHeadKv;
     const n = tokens.length;
@@ -128,6 +132,7 @@ export class RefModel {
         const q = addBias(matvec(L.wq, xn), L.bq), k = addBias(matvec(L.wk, xn), L.bk), v = addBias(matvec(L.wv, xn), L.bv);
         for (let h = 0; h < nHead; h++) this.qkHead(q.subarray(h * hd, (h + 1) * hd), L.qNorm, t);
         for (let h = 0; h < nHeadKv; h++) this.qkHead(k.subarray(h * hd, (h + 1) * hd), L.kNorm, t);
+        if (opts.kvType === 'q8_0') { roundQ8_0(k); roundQ8_0(v); }
         qs.push(q); ks.push(k); vs.push(v);
       }
       for (let t = 0; t < n; t++) {
@@ -161,11 +166,11 @@ export class RefModel {
   }
 
   /** Greedy continuation of `prompt` by `steps` tokens, with the top1 - top2 margin of each pick. */
-  greedy(prompt: ArrayLike<number>, steps: number): { tokens: number[]; margins: number[] } {
+  greedy(prompt: ArrayLike<number>, steps: number, opts: { kvType?: 'q8_0' } = {}): { tokens: number[]; margins: number[] } {
     const seq = Array.from(prompt);
     const tokens: number[] = [], margins: number[] = [];
     for (let s = 0; s < steps; s++) {
-      const logits = this.forward(seq).at(-1)!;
+      const logits = this.forward(seq, opts).at(-1)!;
       let best = 0;
       for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
       let second = -Infinity;
@@ -249,6 +254,38 @@ function halfToFloat(h: number): number {
   if (e === 0) return s * m * 2 ** -24;
   if (e === 31) return m ? NaN : s * Infinity;
   return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/**
+ * x through ggml's Q8_0 blocks of 32, in place, as its x86 quantizer rounds (a q8_0 KV cache's
+ * write): per block d = amax / 127 in float, kept as f16; codes round-half-even(x * (127 / amax));
+ * the value read back is f16(d) * code. (Head sizes are multiples of 32 here, so the blocks of a
+ * row are each head's own.)
+ */
+function roundQ8_0(x: Float64Array): void {
+  for (let b = 0; b < x.length; b += 32) {
+    const blk = x.subarray(b, b + 32).map(Math.fround);
+    let amax = 0;
+    for (const v of blk) amax = Math.max(amax, Math.abs(v));
+    const d = toHalf(Math.fround(amax / 127)), id = amax ? Math.fround(127 / amax) : 0;
+    blk.forEach((v, i) => { x[b + i] = d * roundHalfEven(Math.fround(v * id)); });
+  }
+}
+
+function roundHalfEven(x: number): number {
+  const f = Math.floor(x), r = x - f;
+  return r > 0.5 || (r === 0.5 && f % 2 !== 0) ? f + 1 : f;
+}
+
+/** The f16 nearest x (ties to even), as a number; finite values within f16's range. */
+function toHalf(x: number): number {
+  if (x === 0) return 0;
+  const a = Math.abs(x);
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const ulp = 2 ** (Math.max(e, -14) - 10);  // subnormals below 2^-14
+  return Math.sign(x) * roundHalfEven(a / ulp) * ulp;
 }
 
 function rmsnorm(x: Float64Array, w: Float64Array, eps: number): Float64Array {
