@@ -69,18 +69,32 @@ describe('BlockManager', () => {
 
     checked(bm, () => bm.open(2));
     expect(checked(bm, () => bm.grow(2, 0, 4))).toEqual([]);
-    // Block 3 was free; then the deepest cached block (2) is evicted, not the prefix's start.
-    expect(bm.table(2)).toEqual([3, 2]);
+    // Block 3 was free; then the deepest cached block (2) is evicted, not the prefix's start;
+    // the two go into the table in ascending order.
+    expect(bm.table(2)).toEqual([2, 3]);
     expect(bm.match(T, 6).blocks).toEqual([0, 1]);
     // Out of blocks: all-or-nothing refusal leaves the table as it was.
     checked(bm, () => bm.grow(2, 4, 6));
-    expect(bm.table(2)).toEqual([3, 2, 1]);
+    expect(bm.table(2)).toEqual([2, 3, 1]);
     expect(bm.match(T, 6).blocks).toEqual([0]);
     expect(bm.grow(2, 6, 10)).toBeNull();  // needs 2, only block 0 is left
-    expect(bm.table(2)).toEqual([3, 2, 1]);
+    expect(bm.table(2)).toEqual([2, 3, 1]);
     checkBlockInvariants(bm);
     expect(bm.canOpen(bm.match(T, 6), 4)).toBe(false);  // reusing block 0 leaves none to grow into
     expect(bm.canOpen(bm.match(T, 6), 2)).toBe(true);
+  });
+
+  it('a sequence that takes over an evicted prefix gets its blocks in ascending order, as attention streams them', () => {
+    const bm = new BlockManager(8, 2);
+    const T = Array.from({ length: 16 }, (_, i) => i + 1);
+    checked(bm, () => bm.open(1));
+    checked(bm, () => bm.grow(1, 0, 16));
+    checked(bm, () => bm.commit(1, T, 16));
+    checked(bm, () => bm.free(1));  // idle, least recent first: 7, 6, .. 0
+    checked(bm, () => bm.open(2));
+    checked(bm, () => bm.grow(2, 0, 10));  // evicts 7, 6, 5, 4, 3
+    checked(bm, () => bm.grow(2, 10, 16));  // then 2, 1, 0
+    expect(bm.table(2)).toEqual([3, 4, 5, 6, 7, 0, 1, 2]);
   });
 
   it('a block computed twice at once is cached once; the duplicate is freed, not cached', () => {

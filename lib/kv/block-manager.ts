@@ -42,9 +42,10 @@ export interface BlockManagerState {
  *    go to positions past a sequence's computed tokens.
  *
  * Allocation order (what the exact-id tests rely on): the lowest free id; when no id is free,
- * the least recently released idle block is evicted from the prefix cache and reused. free()
- * releases a table's blocks last to first, so the deep end of a cached prefix is evicted before
- * its start, which later requests are likelier to share.
+ * the least recently released idle block is evicted from the prefix cache and reused; the blocks
+ * one grow() appends are then put in ascending order. free() releases a table's blocks last to
+ * first, so the deep end of a cached prefix is evicted before its start, which later requests
+ * are likelier to share.
  *
  * Operations that can run out of blocks are all-or-nothing: they return null and change nothing.
  * Misuse (unknown or duplicate sequence ids) throws E_INTERNAL: it is a scheduler bug.
@@ -143,10 +144,8 @@ export class BlockManager {
     for (let j = first; j <= last; j++) if (j >= t.blocks.length || this.refs[t.blocks[j]] > 1) need++;
     if (need > this.availableBlocks) return null;
     const copies: number[] = [];
-    for (let j = first; j <= last; j++) {
-      if (j >= t.blocks.length) {
-        t.blocks.push(this.allocate());
-      } else if (this.refs[t.blocks[j]] > 1) {
+    for (let j = first; j <= last && j < t.blocks.length; j++) {
+      if (this.refs[t.blocks[j]] > 1) {
         const src = t.blocks[j];
         const dst = this.allocate();
         this.refs[src]--;
@@ -154,6 +153,14 @@ export class BlockManager {
         copies.push(src, dst);
       }
     }
+    // New blocks in ascending id order: the native attention reads a run of consecutive ids as
+    // one stretch of memory. Evicted prefix blocks come back deep end first (see free()), and
+    // taken in that order a sequence's blocks would run backwards, one 16-slot run each: decode at
+    // 8 x 1984 tokens on the SmolLM2 shape ran at 143 tok/s on such blocks against 325-352 on
+    // fresh ones.
+    const fresh: number[] = [];
+    for (let j = t.blocks.length; j <= last; j++) fresh.push(this.allocate());
+    t.blocks.push(...fresh.sort((a, b) => a - b));
     return copies;
   }
 
