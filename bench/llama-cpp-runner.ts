@@ -9,6 +9,8 @@ import type { Runner } from './measure.js';
 
 let llama: Promise<Llama> | null = null;
 
+export interface KvOptions { type?: 'f16' | 'q8_0'; flashAttention?: boolean }
+
 /** The CPU-only llama.cpp backend, loaded once; never builds from source. */
 function backend(): Promise<Llama> {
   llama ??= getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
@@ -24,11 +26,16 @@ export async function llamaCppVersion(): Promise<string> {
 export class LlamaCppRunner implements Runner {
   private readonly contexts = new Map<number, LlamaContext>();
 
-  private constructor(private readonly model: LlamaModel, private readonly threads: number) {}
+  private constructor(private readonly model: LlamaModel, private readonly threads: number, private readonly kv: KvOptions) {}
 
-  static async load(file: string, threads: number, useMmap: boolean): Promise<LlamaCppRunner> {
+  /**
+   * kv.type 'q8_0' is llama.cpp's --cache-type-k/v q8_0, which needs its flash attention for the
+   * quantized V (so kv.flashAttention must be set with it); the default is an f16 cache without.
+   */
+  static async load(file: string, threads: number, useMmap: boolean, kv: KvOptions = {}): Promise<LlamaCppRunner> {
+    if (kv.type === 'q8_0' && !kv.flashAttention) throw new Error("llama.cpp's q8_0 V cache needs flashAttention");
     const l = await backend();
-    return new LlamaCppRunner(await l.loadModel({ modelPath: file, gpuLayers: 0, useMmap }), threads);
+    return new LlamaCppRunner(await l.loadModel({ modelPath: file, gpuLayers: 0, useMmap }), threads, kv);
   }
 
   // contextSize is per sequence in node-llama-cpp.
@@ -39,7 +46,8 @@ export class LlamaCppRunner implements Runner {
       for (const c of this.contexts.values()) await c.dispose();
       this.contexts.clear();
       ctx = await this.model.createContext({
-        sequences, contextSize, batchSize: 512, threads: this.threads, flashAttention: false,
+        sequences, contextSize, batchSize: 512, threads: this.threads, flashAttention: this.kv.flashAttention ?? false,
+        ...(this.kv.type === 'q8_0' ? { experimentalKvCacheKeyType: 'Q8_0', experimentalKvCacheValueType: 'Q8_0' } as const : {}),
       });
       this.contexts.set(key, ctx);
     }

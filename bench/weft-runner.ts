@@ -1,12 +1,12 @@
 /** weft under the bench: concurrent generate() calls share engine steps. */
-import { loadModel, type Model, type ModelInfo, type NativeProfile } from '../lib/index.js';
+import { loadModel, type KvType, type Model, type ModelInfo, type NativeProfile } from '../lib/index.js';
 import type { Runner } from './measure.js';
 
 export class WeftRunner implements Runner {
   private constructor(private readonly model: Model) {}
 
-  static async load(file: string, threads: number, kvCacheTokens: number, useMmap: boolean): Promise<WeftRunner> {
-    return new WeftRunner(await loadModel(file, { threads, kvCacheTokens, kvType: 'f16', useMmap }));
+  static async load(file: string, threads: number, kvCacheTokens: number, useMmap: boolean, kvType: KvType = 'f16'): Promise<WeftRunner> {
+    return new WeftRunner(await loadModel(file, { threads, kvCacheTokens, kvType, useMmap }));
   }
 
   get info(): ModelInfo {
