@@ -7,6 +7,7 @@
         "native/core/ggml-types.cc",
         "native/core/gguf.cc",
         "native/core/model.cc",
+        "native/core/huge-pages.cc",
         "native/core/kv-cache.cc",
         "native/core/forward.cc",
         "native/core/attention.cc",

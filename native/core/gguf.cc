@@ -168,25 +168,18 @@ double GgufValue::as_double(const std::string& key) const {
 
 namespace {
 
-constexpr size_t kHugePage = size_t{2} << 20;
-
-// Access::Read. Decode streams every weight once per token; on 2 MiB pages that stream needs
-// 512x fewer TLB entries and page walks than through a 4 KiB file mapping (transparent huge pages
-// for the page cache are not to be had). Decode at batch 1 on this VM: median +4% (-5% to +9%,
-// faster in 15 of 18 interleaved A/B pairs over the bench's F16, Q8_0 and Q4_K_M files).
-// MADV_HUGEPAGE asks for them where the kernel's THP mode is "madvise"; with "never" the weights
-// still work, on 4 KiB pages. Returns the region to unmap; `data` (2 MiB-aligned, inside it)
-// holds the file's bytes.
-void* read_into_memory(int fd, const std::string& path, size_t size, size_t& region_size, uint8_t*& data) {
-  region_size = (size + kHugePage - 1) / kHugePage * kHugePage + kHugePage;  // + room to align
-  void* region = mmap(nullptr, region_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (region == MAP_FAILED) {
+// Access::Read. Decode streams every weight once per token; on 2 MiB pages (huge-pages.h) that
+// stream needs 512x fewer TLB entries and page walks than through a 4 KiB file mapping
+// (transparent huge pages for the page cache are not to be had). Decode at batch 1 on this VM:
+// median +4% (-5% to +9%, faster in 15 of 18 interleaved A/B pairs over the bench's F16, Q8_0 and
+// Q4_K_M files). Returns the memory holding the file's bytes.
+HugeRegion read_into_memory(int fd, const std::string& path, size_t size) {
+  HugeRegion mem(size);
+  if (!mem.data()) {
     fail(ErrorCode::InvalidArgument, "cannot allocate " + std::to_string(size) + " bytes to read '" + path +
                                          "' into (" + std::strerror(errno) + "); load it with useMmap: true");
   }
-  const uintptr_t at = (reinterpret_cast<uintptr_t>(region) + kHugePage - 1) & ~uintptr_t{kHugePage - 1};
-  data = reinterpret_cast<uint8_t*>(at);
-  madvise(data, size, MADV_HUGEPAGE);  // advice only: EINVAL where THP is compiled out
+  uint8_t* data = mem.data();
   size_t done = 0;
   while (done < size) {
     const ssize_t r = pread(fd, data + done, size - done, static_cast<off_t>(done));
@@ -196,12 +189,11 @@ void* read_into_memory(int fd, const std::string& path, size_t size, size_t& reg
       continue;
     } else {
       const std::string why = r == 0 ? "the file shrank while it was read" : std::strerror(errno);
-      munmap(region, region_size);
       fail(r == 0 ? ErrorCode::ModelFormat : ErrorCode::InvalidArgument, "cannot read model file '" + path + "': " + why);
     }
   }
   mprotect(data, size, PROT_READ);  // weights stay read-only, as through the mapping
-  return region;
+  return mem;
 }
 
 }  // namespace
@@ -225,14 +217,12 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, Access access)
   if (g->size_ == 0) bad(path, "the file is empty");
   g->access_ = access;
   if (access == Access::Read) {
-    uint8_t* data = nullptr;
-    g->region_ = read_into_memory(fd, path, g->size_, g->region_size_, data);
-    g->base_ = data;
+    g->memory_ = read_into_memory(fd, path, g->size_);
+    g->base_ = g->memory_.data();
   } else {
     void* p = mmap(nullptr, g->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) fail(ErrorCode::Internal, "mmap of '" + path + "' failed: " + std::strerror(errno));
-    g->region_ = p;
-    g->region_size_ = g->size_;
+    g->mapping_ = p;
     g->base_ = static_cast<const uint8_t*>(p);
   }
   g->parse();
@@ -240,7 +230,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, Access access)
 }
 
 GgufFile::~GgufFile() {
-  if (region_) munmap(region_, region_size_);
+  if (mapping_) munmap(mapping_, size_);
 }
 
 void GgufFile::parse() {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ggml-types.h"
+#include "huge-pages.h"
 
 namespace weft {
 
@@ -91,8 +92,8 @@ class GgufFile {
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
   Access access_ = Access::Map;
-  void* region_ = nullptr;  // what to munmap: the file mapping, or the anonymous region around base_
-  size_t region_size_ = 0;
+  void* mapping_ = nullptr;  // Access::Map: the file mapping base_ points into
+  HugeRegion memory_;        // Access::Read: the memory base_ points into
   uint32_t version_ = 0;
   size_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> kv_;

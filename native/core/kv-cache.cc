@@ -1,7 +1,6 @@
 #include "kv-cache.h"
 
 #include <cstring>
-#include <new>
 #include <string>
 
 #include "error.h"
@@ -25,12 +24,15 @@ KvCache::KvCache(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n
       __builtin_mul_overflow(rows, row_bytes_, &bytes_)) {
     fail(ErrorCode::InvalidArgument, "KV cache size overflows");
   }
-  data_.reset(new (std::nothrow) uint8_t[bytes_]);
-  if (!data_) {
+  // On 2 MiB pages: attention streams the K/V of every attended position each step, 377 MB of it
+  // at 8 sequences of 2,000 tokens on the SmolLM2 shape, and on 4 KiB pages that is a page walk
+  // every 4 KiB.
+  data_ = HugeRegion(bytes_);
+  if (!data_.data()) {
     fail(ErrorCode::InvalidArgument, "cannot allocate a KV cache of " + std::to_string(bytes_ >> 20) + " MiB");
   }
   // Touch the pool now so the first steps do not pay for page faults.
-  std::memset(data_.get(), 0, bytes_);
+  std::memset(data_.data(), 0, bytes_);
 }
 
 const char* kv_type_name(KvType t) {

@@ -14,7 +14,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+
+#include "huge-pages.h"
 
 namespace weft {
 
@@ -45,14 +46,14 @@ class KvCache {
  private:
   uint8_t* row(int kv, int32_t layer, int32_t head, int32_t block, int32_t slot) {
     const size_t idx = (((static_cast<size_t>(layer) * 2 + kv) * n_head_kv_ + head) * n_blocks_ + block) * block_size_ + slot;
-    return data_.get() + idx * row_bytes_;
+    return data_.data() + idx * row_bytes_;
   }
 
   int32_t n_layer_, n_head_kv_, head_dim_, n_blocks_, block_size_;
   KvType type_;
   size_t row_bytes_;
   size_t bytes_;
-  std::unique_ptr<uint8_t[]> data_;
+  HugeRegion data_;
 };
 
 }  // namespace weft
