@@ -11,28 +11,13 @@ import { loadModel, type LoadOptions } from '../lib/index.js';
 import { f32, str, u32, writeGguf, type MetaEntry } from '../lib/gguf/writer.js';
 import { llama3FreqFactors, RefModel } from './helpers/ref-forward.js';
 import { gaussians, modelFile, writeModel, type Spec } from './helpers/random-model.js';
+import { flat, maxAbs, maxDiff } from './helpers/logits.js';
 import { HAVE_REFDATA, refF32, refJson, refPath } from './refdata.js';
 
 let dir = '';
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'weft-archs-')); });
 afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 const write = (name: string, s: Spec) => writeModel(dir, name, s);
-
-const maxAbs = (xs: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < xs.length; i++) m = Math.max(m, Math.abs(xs[i]));
-  return m;
-};
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
-const flat = (rows: Float64Array[]) => {
-  const out = new Float64Array(rows.length * rows[0].length);
-  rows.forEach((r, i) => out.set(r, i * r.length));
-  return out;
-};
 
 describe.skipIf(!HAVE_REFDATA)('the float64 reference matches llama.cpp', () => {
   const dataOffsets = new Map<string, number>(

@@ -9,26 +9,11 @@ import path from 'node:path';
 import { loadModel, type LoadOptions } from '../lib/index.js';
 import { RefModel } from './helpers/ref-forward.js';
 import { writeModel, type Spec } from './helpers/random-model.js';
+import { flat, maxAbs, maxDiff } from './helpers/logits.js';
 
 let dir = '';
 beforeAll(() => { dir = mkdtempSync(path.join(tmpdir(), 'weft-kv-q8-')); });
 afterAll(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
-
-const maxAbs = (xs: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < xs.length; i++) m = Math.max(m, Math.abs(xs[i]));
-  return m;
-};
-const maxDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-};
-const flat = (rows: Float64Array[]) => {
-  const out = new Float64Array(rows.length * rows[0].length);
-  rows.forEach((r, i) => out.set(r, i * r.length));
-  return out;
-};
 
 async function weftLogits(file: string, prompt: number[], opts: LoadOptions = {}): Promise<Float32Array> {
   const model = await loadModel(file, { threads: 2, kvType: 'q8_0', kvCacheTokens: 1024, ...opts });
