@@ -277,9 +277,13 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
     for (__m256& a : acc) a = _mm256_setzero_ps();
     for (int64_t e = 8 * pass; e + 8 <= n; e += 16) {
       __m256 qv[NQ];
-      for (int r = 0; r < NQ; ++r) qv[r] = _mm256_loadu_ps(q[r] + e);
+      for (int r = 0; r < NQ; ++r) {
+        qv[r] = _mm256_loadu_ps(q[r] + e);
+        keep_in_register(qv[r]);  // one load per row, not one per fma (avx2-common.h)
+      }
       for (int i = 0; i < NK; ++i) {
-        const __m256 kv = K::load8(k + i * k_stride + e);
+        __m256 kv = K::load8(k + i * k_stride + e);
+        keep_in_register(kv);
         for (int r = 0; r < NQ; ++r) acc[r * NK + i] = _mm256_fmadd_ps(kv, qv[r], acc[r * NK + i]);
       }
     }
@@ -343,7 +347,9 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
     }
     for (int j = 0; j < n_pos; ++j) {
       const typename V::T* vj = v + j * v_stride + e;
-      const __m256 v0 = V::load8(vj), v1 = V::load8(vj + 8);
+      __m256 v0 = V::load8(vj), v1 = V::load8(vj + 8);
+      keep_in_register(v0);  // one load per position, not one per query row
+      keep_in_register(v1);
       for (int r = 0; r < NQ; ++r) {
         const __m256 pr = _mm256_broadcast_ss(p + r * p_stride + j);
         a0[r] = _mm256_fmadd_ps(pr, v0, a0[r]);

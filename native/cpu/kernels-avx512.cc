@@ -74,9 +74,15 @@ inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typen
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
     if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
+    __m512 av[NA];
+    for (int j = 0; j < NA; ++j) {
+      av[j] = A::load16(a[j] + k);
+      keep_in_register(av[j]);  // one load per row, not one per fma (avx2-common.h)
+    }
     for (int i = 0; i < NW; ++i) {
-      const __m512 wv = W::load16(w[i] + k);
-      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, A::load16(a[j] + k), acc[i][j]);
+      __m512 wv = W::load16(w[i] + k);
+      keep_in_register(wv);
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, av[j], acc[i][j]);
     }
   }
   if (k + 8 <= n) {  // the leftover chunk: acc0's, the low lanes
@@ -283,7 +289,10 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
     }
     for (int j = 0; j < n_pos; ++j) {
       __m512 vv[W];
-      for (int w = 0; w < W; ++w) vv[w] = V::load16(v + j * v_stride + e + 16 * w);
+      for (int w = 0; w < W; ++w) {
+        vv[w] = V::load16(v + j * v_stride + e + 16 * w);
+        keep_in_register(vv[w]);  // one load per position, not one per query row
+      }
       for (int r = 0; r < NQ; ++r) {
         const __m512 pr = _mm512_set1_ps(p[r * p_stride + j]);
         for (int w = 0; w < W; ++w) acc[r][w] = _mm512_fmadd_ps(pr, vv[w], acc[r][w]);

@@ -68,13 +68,7 @@ alignas(32) const int8_t kI16Pair[4][32] = {
 #undef WEFT_I16_PAIR
 };
 
-// Integer sums are exact, so the compiler may reassociate them; with several activation rows it
-// then keeps every product of a super-block live until the end and spills most of them (measured:
-// 14% slower prefill). An empty asm that claims to change the running sum pins the order.
-void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 #if defined(WEFT_K_QUANTS_ZMM)
-void keep_in_register(__m512i& v) { asm("" : "+v"(v)); }
-
 // Per-half shift counts for the 16-bit shifts (lanes 0-15: lo, 16-31: hi).
 __m512i halves_epi16(short lo, short hi) {
   return _mm512_inserti64x4(_mm512_set1_epi16(lo), _mm256_set1_epi16(hi), 1);
