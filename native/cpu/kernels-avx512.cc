@@ -5,11 +5,12 @@
 // backend's (test-kernels checks it) and everything said there about batch invariance holds
 // unchanged. A zmm register holds both of AVX2's accumulators, acc0 in its low 8 lanes and acc1
 // in its high 8, so one instruction does what two did:
-//   - float types: acc0/acc1 take alternate 8-element chunks, so one 16-element load is exactly
-//     [chunk for acc0 | chunk for acc1] and one fma per lane does both; a leftover chunk updates
-//     the low lanes only; the end is hsum(low + high) and the n % 8 tail, as in AVX2. With 32
-//     registers, prefill tiles are 4 weight rows x 4 activation rows in one pass (AVX2: 3 x 4 in
-//     two passes, one per accumulator);
+//   - F32 weights and attention's f32/f16 rows: acc0/acc1 take alternate 8-element chunks, so one
+//     16-element load is exactly [chunk for acc0 | chunk for acc1] and one fma per lane does both;
+//     a leftover chunk updates the low lanes only; the end is hsum(low + high) and the n % 8 tail,
+//     as in AVX2. With 32 registers, prefill tiles are 4 weight rows x 4 activation rows in one
+//     pass (AVX2: 3 x 4 in two passes, one per accumulator). (F16/BF16 weights keep AVX2's
+//     kernels: see install_avx512);
 //   - Q8_0: the integer part: AVX2 forms each int32 lane as the exact sum of 4 int8 products
 //     (maddubs into int16 pairs, which never saturate for these operands, then madd); vpdpbusd
 //     forms the same 4-product sums in one step, also exactly, from activations offset by 128
@@ -48,16 +49,6 @@ struct ZF16 {
   }
   static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdF16::load8(p)); }
   static float load1(const uint16_t* p) { return LdF16::load1(p); }
-};
-
-struct ZBF16 {
-  using T = uint16_t;
-  static __m512 load16(const uint16_t* p) {
-    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
-  }
-  static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdBF16::load8(p)); }
-  static float load1(const uint16_t* p) { return LdBF16::load1(p); }
 };
 
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)) in AVX2's order (top of file). PF: decode's
@@ -120,15 +111,6 @@ struct FloatKernel {
     dot_tile_float<W, A, NW, NA, PF>(n, w, a, out);
   }
 };
-
-// F16/BF16 activation rows widened for the tiles, as kernels-avx2.cc widens them (exactly).
-template <class W>
-void widen_row(const void* src, float* dst, int64_t n) {
-  const typename W::T* x = static_cast<const typename W::T*>(src);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, W::load16(x + i));
-  for (; i < n; ++i) dst[i] = W::load1(x + i);
-}
 
 // ---- Q8_0 ----------------------------------------------------------------------------------------
 // An activation row repacked for these kernels, nb = n / 32 blocks:
@@ -326,14 +308,10 @@ void install_avx512(Backend& b) {
   TypeKernels& f32 = b.types[static_cast<uint32_t>(GgmlType::F32)];
   f32.vec_dot = vec_dot_row<F32, ActAsIs>;
   f32.matmul = matmul<F32, ActAsIs, F32, ActAsIs>;
-  TypeKernels& f16 = b.types[static_cast<uint32_t>(GgmlType::F16)];
-  f16.vec_dot = vec_dot_row<FloatKernel<ZF16, ZF16>, ActAsIs>;
-  f16.matmul = matmul<FloatKernel<ZF16, ZF16>, ActAsIs, FloatKernel<ZF16, ZF32>,
-                      ActWidened<widen_row<ZF16>>>;
-  TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
-  bf16.vec_dot = vec_dot_row<FloatKernel<ZBF16, ZBF16>, ActAsIs>;
-  bf16.matmul = matmul<FloatKernel<ZBF16, ZBF16>, ActAsIs, FloatKernel<ZBF16, ZF32>,
-                       ActWidened<widen_row<ZBF16>>>;
+  // F16 and BF16 weights keep AVX2's kernels (the same bits): widening 16 halves into a zmm costs
+  // more here than two 8-wide conversions, and the 4 x 4 zmm tiles ran prefill at 83-93 GFLOP/s a
+  // thread against AVX2's 3 x 4 ymm tiles' 116-131 (bench-kernels n_tok = 64, Zen 5; ffn_down of
+  // Qwen2.5 81-83 against 87-96), decode GEMVs alike (33-41 GB/s either way).
 
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
   q8.vec_dot = vec_dot_row<Q8_0Kernel, ActRepacked<q8_0_repack_pairs>>;
