@@ -320,7 +320,9 @@ void install_avx512(Backend& b) {
   install_legacy_quants_avx512(b);
   install_k_quants_avx512(b);
   b.attn_scores_f32 = attn_scores<ZF32>;
-  b.attn_scores_f16 = attn_scores<ZF16>;
+  // f16 K rows keep AVX2's scores (the same bits), for the reason F16 weights do: head size 64,
+  // 3 query rows, hot rows, 7.8-8.6 ns a position here against AVX2's 5.5-6.5 (1 query row: 3.7
+  // against 2.3).
   b.attn_values_f32 = attn_values<ZF32>;
   b.attn_values_f16 = attn_values<ZF16>;
 }
