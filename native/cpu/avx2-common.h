@@ -18,8 +18,9 @@ namespace {
 // keeping every product of a K-quant super-block live and spilling most (14 % slower prefill);
 // (2) on a loaded row that several fmas use, which it would otherwise fold into each of them as a
 // memory operand: an f32 K/V row against 3 query rows then costs 3x the loads, and attention's f32
-// kernels were load-bound (hot rows, head size 64: AVX-512 scores 1.37x and values 1.35x faster
-// with the row kept; AVX2 scores 1.14x).
+// kernels were load-bound (hot rows, head size 64: AVX-512 values 1.35x and AVX2 scores 1.14x
+// faster with the row kept). Not in the AVX-512 matmul tiles (dot_tile_float): there it halved
+// SmolLM2 F16 pp512 (1,350-1,550 -> 600-670 tok/s).
 inline void keep_in_register(__m256& v) { asm("" : "+x"(v)); }
 inline void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 #if defined(__AVX512F__)

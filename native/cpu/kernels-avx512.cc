@@ -5,12 +5,11 @@
 // backend's (test-kernels checks it) and everything said there about batch invariance holds
 // unchanged. A zmm register holds both of AVX2's accumulators, acc0 in its low 8 lanes and acc1
 // in its high 8, so one instruction does what two did:
-//   - F32 weights and attention's f32/f16 rows: acc0/acc1 take alternate 8-element chunks, so one
-//     16-element load is exactly [chunk for acc0 | chunk for acc1] and one fma per lane does both;
-//     a leftover chunk updates the low lanes only; the end is hsum(low + high) and the n % 8 tail,
-//     as in AVX2. With 32 registers, prefill tiles are 4 weight rows x 4 activation rows in one
-//     pass (AVX2: 3 x 4 in two passes, one per accumulator). (F16/BF16 weights keep AVX2's
-//     kernels: see install_avx512);
+//   - float types: acc0/acc1 take alternate 8-element chunks, so one 16-element load is exactly
+//     [chunk for acc0 | chunk for acc1] and one fma per lane does both; a leftover chunk updates
+//     the low lanes only; the end is hsum(low + high) and the n % 8 tail, as in AVX2. With 32
+//     registers, prefill tiles are 4 weight rows x 4 activation rows in one pass (AVX2: 3 x 4 in
+//     two passes, one per accumulator);
 //   - Q8_0: the integer part: AVX2 forms each int32 lane as the exact sum of 4 int8 products
 //     (maddubs into int16 pairs, which never saturate for these operands, then madd); vpdpbusd
 //     forms the same 4-product sums in one step, also exactly, from activations offset by 128
@@ -51,6 +50,16 @@ struct ZF16 {
   static float load1(const uint16_t* p) { return LdF16::load1(p); }
 };
 
+struct ZBF16 {
+  using T = uint16_t;
+  static __m512 load16(const uint16_t* p) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+  }
+  static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdBF16::load8(p)); }
+  static float load1(const uint16_t* p) { return LdBF16::load1(p); }
+};
+
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)) in AVX2's order (top of file). PF: decode's
 // one-row GEMV asks for the line kPrefetchBytes ahead of each 64 bytes of weights, as AVX2's does.
 template <class W, class A, int NW, int NA, bool PF = false>
@@ -65,15 +74,9 @@ inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typen
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
     if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
-    __m512 av[NA];
-    for (int j = 0; j < NA; ++j) {
-      av[j] = A::load16(a[j] + k);
-      keep_in_register(av[j]);  // one load per row, not one per fma (avx2-common.h)
-    }
     for (int i = 0; i < NW; ++i) {
-      __m512 wv = W::load16(w[i] + k);
-      keep_in_register(wv);
-      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, av[j], acc[i][j]);
+      const __m512 wv = W::load16(w[i] + k);
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, A::load16(a[j] + k), acc[i][j]);
     }
   }
   if (k + 8 <= n) {  // the leftover chunk: acc0's, the low lanes
@@ -111,6 +114,15 @@ struct FloatKernel {
     dot_tile_float<W, A, NW, NA, PF>(n, w, a, out);
   }
 };
+
+// F16/BF16 activation rows widened for the tiles, as kernels-avx2.cc widens them (exactly).
+template <class W>
+void widen_row(const void* src, float* dst, int64_t n) {
+  const typename W::T* x = static_cast<const typename W::T*>(src);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, W::load16(x + i));
+  for (; i < n; ++i) dst[i] = W::load1(x + i);
+}
 
 // ---- Q8_0 ----------------------------------------------------------------------------------------
 // An activation row repacked for these kernels, nb = n / 32 blocks:
@@ -308,10 +320,14 @@ void install_avx512(Backend& b) {
   TypeKernels& f32 = b.types[static_cast<uint32_t>(GgmlType::F32)];
   f32.vec_dot = vec_dot_row<F32, ActAsIs>;
   f32.matmul = matmul<F32, ActAsIs, F32, ActAsIs>;
-  // F16 and BF16 weights keep AVX2's kernels (the same bits): widening 16 halves into a zmm costs
-  // more here than two 8-wide conversions, and the 4 x 4 zmm tiles ran prefill at 83-93 GFLOP/s a
-  // thread against AVX2's 3 x 4 ymm tiles' 116-131 (bench-kernels n_tok = 64, Zen 5; ffn_down of
-  // Qwen2.5 81-83 against 87-96), decode GEMVs alike (33-41 GB/s either way).
+  TypeKernels& f16 = b.types[static_cast<uint32_t>(GgmlType::F16)];
+  f16.vec_dot = vec_dot_row<FloatKernel<ZF16, ZF16>, ActAsIs>;
+  f16.matmul = matmul<FloatKernel<ZF16, ZF16>, ActAsIs, FloatKernel<ZF16, ZF32>,
+                      ActWidened<widen_row<ZF16>>>;
+  TypeKernels& bf16 = b.types[static_cast<uint32_t>(GgmlType::BF16)];
+  bf16.vec_dot = vec_dot_row<FloatKernel<ZBF16, ZBF16>, ActAsIs>;
+  bf16.matmul = matmul<FloatKernel<ZBF16, ZBF16>, ActAsIs, FloatKernel<ZBF16, ZF32>,
+                       ActWidened<widen_row<ZBF16>>>;
 
   TypeKernels& q8 = b.types[static_cast<uint32_t>(GgmlType::Q8_0)];
   q8.vec_dot = vec_dot_row<Q8_0Kernel, ActRepacked<q8_0_repack_pairs>>;
@@ -320,9 +336,10 @@ void install_avx512(Backend& b) {
   install_legacy_quants_avx512(b);
   install_k_quants_avx512(b);
   b.attn_scores_f32 = attn_scores<ZF32>;
-  // f16 K rows keep AVX2's scores (the same bits), for the reason F16 weights do: head size 64,
-  // 3 query rows, hot rows, 7.8-8.6 ns a position here against AVX2's 5.5-6.5 (1 query row: 3.7
-  // against 2.3).
+  // f16 K rows keep AVX2's scores (the same bits): widening 16 halves into a zmm is dearer here
+  // than two 8-wide widenings, and at head size 64 the zmm tiles' K rows feed too few fmas to
+  // repay it: hot rows, 3 query rows 5.6-6.0 ns a position against AVX2's 4.8-5.3, 6 rows 10.6
+  // against 8.1-8.9, 12 and 24 rows alike.
   b.attn_values_f32 = attn_values<ZF32>;
   b.attn_values_f16 = attn_values<ZF16>;
 }
