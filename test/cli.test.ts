@@ -18,6 +18,16 @@ describe.skipIf(!HAVE_REFDATA || !existsSync(CLI))('weft CLI', () => {
     });
   }
 
+  it('generate --kv-type q8_0 runs on a q8_0 cache, and says why a model cannot have one', async () => {
+    const args = ['generate', '-p', 'Once upon a time', '-n', '8', '--temp', '0', '--kv-type', 'q8_0'];
+    const { stderr } = await run('node', [CLI, ...args, '-m', refPath('models', 'llama-gqa-k-q8_0.gguf')]);
+    expect(stderr).toMatch(/8 tokens .* tok\/s, finish: length/);
+    // stories260K's heads are 8 wide: no Q8_0 rows.
+    await expect(run('node', [CLI, ...args, '-m', refPath('models', 'stories260Ktok512.gguf')])).rejects.toMatchObject({
+      code: 1, stderr: expect.stringMatching(/E_INVALID_ARGUMENT.*multiple of 32.*8/),
+    });
+  });
+
   it('info prints shape and tensor types; bad input is a clear error and exit code 1', async () => {
     const { stdout } = await run('node', [CLI, 'info', '-m', refPath('models', 'llama-gqa-k-q8_0.gguf')]);
     expect(stdout).toMatch(/arch\s+llama/);
