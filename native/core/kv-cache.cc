@@ -17,7 +17,8 @@ KvCache::KvCache(int32_t n_layer, int32_t n_head_kv, int32_t head_dim, int32_t n
   if (type == KvType::Q8_0 && head_dim % 32 != 0) {
     fail(ErrorCode::InvalidArgument, "a q8_0 KV cache needs a head size that is a multiple of 32; this model's is " + std::to_string(head_dim));
   }
-  row_bytes_ = type == KvType::Q8_0 ? ggml_row_bytes(GgmlType::Q8_0, head_dim) : static_cast<size_t>(head_dim) * (type == KvType::F16 ? 2 : 4);
+  const GgmlType stored = type == KvType::F16 ? GgmlType::F16 : type == KvType::F32 ? GgmlType::F32 : GgmlType::Q8_0;
+  row_bytes_ = ggml_row_bytes(stored, head_dim);
   size_t rows = 0;
   if (__builtin_mul_overflow(static_cast<size_t>(n_layer) * 2 * static_cast<size_t>(n_head_kv), static_cast<size_t>(n_blocks), &rows) ||
       __builtin_mul_overflow(rows, static_cast<size_t>(block_size), &rows) ||

@@ -2,8 +2,9 @@
 //
 // Storage per layer, for K and for V: [n_head_kv][n_blocks][block_size][head_dim], in f16
 // (default), f32, or ggml's Q8_0 blocks (32 int8 codes and an f16 scale: 34 bytes per 32 values,
-// 53 % of f16's, as llama.cpp's --cache-type-k/v q8_0; for head sizes that are multiples of 32). Head-major, so that the rows attention reads for one KV head, over a run of
-// blocks with consecutive ids, are one contiguous stretch of memory, which the hardware prefetcher
+// 53 % of f16's, as llama.cpp's --cache-type-k/v q8_0; for head sizes that are multiples of 32).
+// Head-major, so that the rows attention reads for one KV head, over a run of blocks with
+// consecutive ids, are one contiguous stretch of memory, which the hardware prefetcher
 // streams. With each slot's heads side by side instead ([n_blocks][block_size][n_kv_dim]), one
 // head's rows were 128 bytes out of every 384 (SmolLM2), read from memory about half as fast per
 // position (Zen 5, with other data streaming in between, as the weights do), and a SmolLM2 decode
@@ -35,8 +36,8 @@ class KvCache {
   size_t row_bytes() const { return row_bytes_; }
   size_t bytes() const { return bytes_; }
 
-  // Row of head_dim values (row_bytes() bytes) for (layer, KV head, block, slot). Slot s + 1's row follows slot s's,
-  // and block b + 1's first row follows block b's last.
+  // Row of head_dim values (row_bytes() bytes) for (layer, KV head, block, slot). Slot s + 1's
+  // row follows slot s's, and block b + 1's first row follows block b's last.
   uint8_t* k_row(int32_t layer, int32_t head, int32_t block, int32_t slot) { return row(0, layer, head, block, slot); }
   uint8_t* v_row(int32_t layer, int32_t head, int32_t block, int32_t slot) { return row(1, layer, head, block, slot); }
 
