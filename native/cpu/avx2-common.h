@@ -20,7 +20,7 @@ namespace {
 // memory operand: an f32 K/V row against 3 query rows then costs 3x the loads, and attention's f32
 // kernels were load-bound (hot rows, head size 64: AVX-512 values 1.35x and AVX2 scores 1.14x
 // faster with the row kept). Not in the AVX-512 matmul tiles (dot_tile_float): there it halved
-// SmolLM2 F16 pp512 (1,350-1,550 -> 600-670 tok/s).
+// SmolLM2 F16 pp512 (1,350-1,550 -> 600-670 tok/s); only attention's scores tiles ask for it.
 inline void keep_in_register(__m256& v) { asm("" : "+x"(v)); }
 inline void keep_in_register(__m256i& v) { asm("" : "+x"(v)); }
 #if defined(__AVX512F__)
