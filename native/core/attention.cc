@@ -238,6 +238,11 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
 // an item, and which rows share a kernel call, never changes the arithmetic of a row. (Taking the
 // items head-major instead, so that a thread's tiles of one sequence meet the same head's rows in
 // its L2, made no difference at pp512 or pp2048 on SmolLM2.)
+// A q8_0 cache's rows go to kernels that read its blocks as they go (each value d * q, so a row's
+// arithmetic is that of an f32 cache holding the rounded values). Widening each run of rows into
+// f32 scratch first, for the f32 kernels, made their read-ahead (attn_blocks) fetch the scratch
+// while the widening waited on the cache: 8 sequences x 1,984 tokens on the SmolLM2 shape spent
+// 31-34 ms a decode step in attention that way, 16 ms now (f16: 13-14).
 void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const Prepared* out) {
   const HParams& hp = m_.hp();
   const int32_t hd = hp.head_dim, G = hp.n_head / hp.n_head_kv;
@@ -246,17 +251,8 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
   const int64_t slot_stride = hd;  // elements from one slot's row to the next
   const size_t max_rows = size_t(kTileTokens) * size_t(G);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const bool f16 = kv_.type() == KvType::F16;
+  const KvType type = kv_.type();
   AttnScratch& S = attn_scratch_[size_t(tid)];
-  // A q8_0 cache's run of rows [j, j_end) of a chunk starting at j0, as f32 rows in S.kv, for the
-  // f32 kernels: each run is widened once for all the query rows that meet it, and each value is
-  // ggml's d * q, so a row's arithmetic is that of an f32 cache holding the dequantized rows.
-  const bool q8 = kv_.type() == KvType::Q8_0;
-  auto widen = [&](const uint8_t* rows, int32_t j, int32_t j_end, int32_t j0) {
-    float* f = &S.kv[size_t(j - j0) * size_t(hd)];
-    cpu::dequantize_row(GgmlType::Q8_0, rows, f, int64_t(j_end - j) * hd);
-    return reinterpret_cast<const uint8_t*>(f);
-  };
 
   for_each_item(tid, nth, [&](const Group& gr, int32_t seg, bool split) {
     // A shared item's tokens are its members' (one each); its K/V rows, member 0's.
@@ -339,12 +335,12 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
 
       by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
         const uint8_t* k = kv_.k_row(l, g, blk, slot);
-        if (q8) k = widen(k, j, j_end, j0);
         by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
           const size_t r0 = size_t(i0) * Gp;
           const int n_q = (i1 - i0) * Gp;
           float* s = &S.p[r0 * kChunk + size_t(j - j0)];
-          if (f16) cpu::attn_scores_f16(hd, &S.q[r0], n_q, reinterpret_cast<const uint16_t*>(k), slot_stride, cnt, s, kChunk);
+          if (type == KvType::F16) cpu::attn_scores_f16(hd, &S.q[r0], n_q, reinterpret_cast<const uint16_t*>(k), slot_stride, cnt, s, kChunk);
+          else if (type == KvType::Q8_0) cpu::attn_scores_q8_0(hd, &S.q[r0], n_q, k, slot_stride, cnt, s, kChunk);
           else cpu::attn_scores_f32(hd, &S.q[r0], n_q, reinterpret_cast<const float*>(k), slot_stride, cnt, s, kChunk);
         });
       });
@@ -370,12 +366,12 @@ void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const P
 
       by_block(j0, j1, [&](int32_t j, int32_t j_end, int32_t blk, int32_t slot) {
         const uint8_t* v = kv_.v_row(l, g, blk, slot);
-        if (q8) v = widen(v, j, j_end, j0);
         by_reach(first, j, j_end, [&](int32_t i0, int32_t i1, int32_t cnt) {
           const size_t r0 = size_t(i0) * Gp;
           const int n_q = (i1 - i0) * Gp;
           const float* p = &S.p[r0 * kChunk + size_t(j - j0)];
-          if (f16) cpu::attn_values_f16(hd, p, kChunk, n_q, reinterpret_cast<const uint16_t*>(v), slot_stride, cnt, &S.o[r0]);
+          if (type == KvType::F16) cpu::attn_values_f16(hd, p, kChunk, n_q, reinterpret_cast<const uint16_t*>(v), slot_stride, cnt, &S.o[r0]);
+          else if (type == KvType::Q8_0) cpu::attn_values_q8_0(hd, p, kChunk, n_q, v, slot_stride, cnt, &S.o[r0]);
           else cpu::attn_values_f32(hd, p, kChunk, n_q, reinterpret_cast<const float*>(v), slot_stride, cnt, &S.o[r0]);
         });
       });

@@ -123,7 +123,6 @@ Forward::Forward(const Model& model, KvCache& kv, cpu::ThreadPool& pool) : m_(mo
     size(s.m, rows);
     size(s.l, rows);
     size(s.o2, rows * size_t(hp.head_dim));
-    if (kv_.type() == KvType::Q8_0) size(s.kv, size_t(kChunk) * size_t(hp.head_dim));
     size(s.m2, rows);
     size(s.l2, rows);
   }

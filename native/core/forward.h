@@ -162,7 +162,6 @@ class Forward {
     std::vector<float> o2;        // [rows][head_dim] a later segment's outputs, before the fold
     std::vector<float> m2;
     std::vector<double> l2;
-    std::vector<float> kv;        // [kChunk][head_dim] K or V rows of a q8_0 cache, dequantized
   };
 
   void ensure_scratch(const StepBatch& b);

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "kernels-impl.h"
+
 namespace weft::cpu::detail {
 namespace {
 
@@ -67,29 +69,45 @@ inline void hsum_n(const __m256* v, float* out) {
   }
 }
 
-// ---- element loaders: 8 or 1 elements of a row as f32 ----------------------------------------
+// ---- element loaders: elements e .. e + 7 (or e) of a row as f32 -----------------------------
+// A row is a T*, and rows a stride of whole T apart; element e is found within the row by the
+// loader, as Q8_0 rows (a q8_0 KV cache's) keep 32 values per block.
 struct LdF32 {
   using T = float;
-  static __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-  static float load1(const float* p) { return *p; }
+  static __m256 load8(const float* row, int64_t e) { return _mm256_loadu_ps(row + e); }
+  static float load1(const float* row, int64_t e) { return row[e]; }
 };
 
 struct LdF16 {
   using T = uint16_t;
-  static __m256 load8(const uint16_t* p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  static __m256 load8(const uint16_t* row, int64_t e) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + e)));
   }
-  static float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+  static float load1(const uint16_t* row, int64_t e) { return _cvtsh_ss(row[e]); }
 };
 
 struct LdBF16 {
   using T = uint16_t;
-  static __m256 load8(const uint16_t* p) {
-    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  static __m256 load8(const uint16_t* row, int64_t e) {
+    const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + e)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
   }
-  static float load1(const uint16_t* p) {
-    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{*p} << 16))));
+  static float load1(const uint16_t* row, int64_t e) {
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(uint32_t{row[e]} << 16))));
+  }
+};
+
+// Each value d * q, one float multiply, as dequantize_row gives it (e % 8 == 0 for load8).
+struct LdQ8_0 {
+  using T = BlockQ8_0;
+  static __m256 load8(const BlockQ8_0* row, int64_t e) {
+    const BlockQ8_0& b = row[e / 32];
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + e % 32));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(b.d))));
+  }
+  static float load1(const BlockQ8_0* row, int64_t e) {
+    const BlockQ8_0& b = row[e / 32];
+    return static_cast<float>(b.qs[e % 32]) * _cvtsh_ss(b.d);
   }
 };
 
@@ -176,9 +194,11 @@ constexpr int kAttnBlockRows = 8;
 template <class T>
 void prefetch_rows(const T* base, int64_t stride, int64_t row0, int64_t rows, int64_t n) {
   const uintptr_t first = reinterpret_cast<uintptr_t>(base) + uintptr_t(row0 * stride) * sizeof(T);
+  const uintptr_t bytes = std::is_same_v<T, BlockQ8_0> ? uintptr_t(n / 32) * sizeof(T) : uintptr_t(n) * sizeof(T);
   for (int64_t i = 0; i < rows; ++i) {
     const uintptr_t row = first + uintptr_t(i * stride) * sizeof(T);
-    for (uintptr_t o = 0; o < uintptr_t(n) * sizeof(T); o += 64) _mm_prefetch(reinterpret_cast<const char*>(row + o), _MM_HINT_T0);
+    for (uintptr_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char*>(row + o), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + bytes - 1), _MM_HINT_T0);  // a row may straddle lines
   }
 }
 
@@ -206,7 +226,7 @@ void values_tail(int64_t n, int64_t e, const float* p, int64_t p_stride, const t
     __m256 a0[NQ];
     for (int r = 0; r < NQ; ++r) a0[r] = _mm256_loadu_ps(o[r] + e);
     for (int j = 0; j < n_pos; ++j) {
-      const __m256 v0 = V::load8(v + j * v_stride + e);
+      const __m256 v0 = V::load8(v + j * v_stride, e);
       for (int r = 0; r < NQ; ++r) a0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * p_stride + j), v0, a0[r]);
     }
     for (int r = 0; r < NQ; ++r) _mm256_storeu_ps(o[r] + e, a0[r]);
@@ -215,10 +235,24 @@ void values_tail(int64_t n, int64_t e, const float* p, int64_t p_stride, const t
   for (; e < n; ++e) {
     for (int r = 0; r < NQ; ++r) {
       float a = o[r][e];
-      for (int j = 0; j < n_pos; ++j) a = __builtin_fmaf(p[r * p_stride + j], V::load1(v + j * v_stride + e), a);
+      for (int j = 0; j < n_pos; ++j) a = __builtin_fmaf(p[r * p_stride + j], V::load1(v + j * v_stride, e), a);
       o[r][e] = a;
     }
   }
+}
+
+// kernels.h's q8_0 attention entries from kernels over BlockQ8_0 rows: strides in elements
+// become strides in blocks.
+template <void (*Scores)(int64_t, const float* const*, int, const BlockQ8_0*, int64_t, int, float*, int64_t)>
+void q8_0_scores(int64_t n, const float* const* q, int n_q, const void* k, int64_t k_stride, int n_pos,
+                 float* s, int64_t s_stride) {
+  Scores(n, q, n_q, static_cast<const BlockQ8_0*>(k), k_stride / 32, n_pos, s, s_stride);
+}
+
+template <void (*Values)(int64_t, const float*, int64_t, int, const BlockQ8_0*, int64_t, int, float* const*)>
+void q8_0_values(int64_t n, const float* p, int64_t p_stride, int n_q, const void* v, int64_t v_stride,
+                 int n_pos, float* const* o) {
+  Values(n, p, p_stride, n_q, static_cast<const BlockQ8_0*>(v), v_stride / 32, n_pos, o);
 }
 
 // Calls fn(j, nb) for positions [j, j + nb) of [0, n_pos): blocks, each after asking for the

@@ -43,25 +43,25 @@ inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A:
   for (; k + 16 <= n; k += 16) {
     if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
     for (int i = 0; i < NW; ++i) {
-      const __m256 w0 = W::load8(w[i] + k);
-      const __m256 w1 = W::load8(w[i] + k + 8);
+      const __m256 w0 = W::load8(w[i], k);
+      const __m256 w1 = W::load8(w[i], k + 8);
       for (int j = 0; j < NA; ++j) {
-        acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j] + k), acc0[i][j]);
-        acc1[i][j] = _mm256_fmadd_ps(w1, A::load8(a[j] + k + 8), acc1[i][j]);
+        acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j], k), acc0[i][j]);
+        acc1[i][j] = _mm256_fmadd_ps(w1, A::load8(a[j], k + 8), acc1[i][j]);
       }
     }
   }
   if (k + 8 <= n) {
     for (int i = 0; i < NW; ++i) {
-      const __m256 w0 = W::load8(w[i] + k);
-      for (int j = 0; j < NA; ++j) acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j] + k), acc0[i][j]);
+      const __m256 w0 = W::load8(w[i], k);
+      for (int j = 0; j < NA; ++j) acc0[i][j] = _mm256_fmadd_ps(w0, A::load8(a[j], k), acc0[i][j]);
     }
     k += 8;
   }
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
       float s = hsum(_mm256_add_ps(acc0[i][j], acc1[i][j]));
-      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
+      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i], e), A::load1(a[j], e), s);
       out[i * NA + j] = s;
     }
   }
@@ -83,8 +83,8 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
     }
     for (int64_t k = 8 * pass; k + 8 <= n; k += 16) {
       for (int i = 0; i < NW; ++i) {
-        const __m256 wv = W::load8(w[i] + k);
-        for (int j = 0; j < NA; ++j) acc[i][j] = _mm256_fmadd_ps(wv, A::load8(a[j] + k), acc[i][j]);
+        const __m256 wv = W::load8(w[i], k);
+        for (int j = 0; j < NA; ++j) acc[i][j] = _mm256_fmadd_ps(wv, A::load8(a[j], k), acc[i][j]);
       }
     }
     for (int i = 0; i < NW; ++i) {
@@ -98,7 +98,7 @@ inline void dot_tile_2pass(int64_t n, const typename W::T* const* w, const typen
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
       float& s = out[i * NA + j];
-      for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
+      for (int64_t e = n / 8 * 8; e < n; ++e) s = __builtin_fmaf(W::load1(w[i], e), A::load1(a[j], e), s);
     }
   }
 }
@@ -170,15 +170,15 @@ inline void dot_tile_q8_0(int64_t n, const BlockQ8_0* const* w, const uint8_t* c
 void dequantize_f16(const void* src, float* dst, int64_t n) {
   const uint16_t* x = static_cast<const uint16_t*>(src);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LdF16::load8(x + i));
-  for (; i < n; ++i) dst[i] = LdF16::load1(x + i);
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LdF16::load8(x, i));
+  for (; i < n; ++i) dst[i] = LdF16::load1(x, i);
 }
 
 void dequantize_bf16(const void* src, float* dst, int64_t n) {
   const uint16_t* x = static_cast<const uint16_t*>(src);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LdBF16::load8(x + i));
-  for (; i < n; ++i) dst[i] = LdBF16::load1(x + i);
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, LdBF16::load8(x, i));
+  for (; i < n; ++i) dst[i] = LdBF16::load1(x, i);
 }
 
 // q * d is exact in f32 (8-bit times 11-bit significand), so this equals the reference bitwise.
@@ -282,7 +282,7 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
         keep_in_register(qv[r]);  // one load per row, not one per fma (avx2-common.h)
       }
       for (int i = 0; i < NK; ++i) {
-        __m256 kv = K::load8(k + i * k_stride + e);
+        __m256 kv = K::load8(k + i * k_stride, e);
         keep_in_register(kv);
         for (int r = 0; r < NQ; ++r) acc[r * NK + i] = _mm256_fmadd_ps(kv, qv[r], acc[r * NK + i]);
       }
@@ -297,7 +297,7 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
       for (int r = 0; r < NQ; ++r) {
         for (int i = 0; i < NK; ++i) {
           float& score = o[r * NK + i];
-          score = __builtin_fmaf(K::load1(k + i * k_stride + e), q[r][e], score);
+          score = __builtin_fmaf(K::load1(k + i * k_stride, e), q[r][e], score);
         }
       }
     }
@@ -346,8 +346,8 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
       a1[r] = _mm256_loadu_ps(o[r] + e + 8);
     }
     for (int j = 0; j < n_pos; ++j) {
-      const typename V::T* vj = v + j * v_stride + e;
-      __m256 v0 = V::load8(vj), v1 = V::load8(vj + 8);
+      const typename V::T* vj = v + j * v_stride;
+      __m256 v0 = V::load8(vj, e), v1 = V::load8(vj, e + 8);
       keep_in_register(v0);  // one load per position, not one per query row
       keep_in_register(v1);
       for (int r = 0; r < NQ; ++r) {
@@ -512,6 +512,8 @@ void install_avx2(Backend& b) {
   b.attn_scores_f16 = attn_scores<LdF16>;
   b.attn_values_f32 = attn_values<LdF32>;
   b.attn_values_f16 = attn_values<LdF16>;
+  b.attn_scores_q8_0 = q8_0_scores<attn_scores<LdQ8_0>>;
+  b.attn_values_q8_0 = q8_0_values<attn_values<LdQ8_0>>;
   b.attn_exp = attn_exp;
   b.attn_scale_max = attn_scale_max;
   b.swiglu = swiglu;

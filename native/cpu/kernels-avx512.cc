@@ -35,29 +35,42 @@ namespace {
 struct ZF32 {
   using T = float;
   using Ld8 = LdF32;  // AVX2's loader of the same rows
-  static __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-  static __m512 load8(const float* p) { return _mm512_castps256_ps512(LdF32::load8(p)); }
-  static float load1(const float* p) { return LdF32::load1(p); }
+  static __m512 load16(const float* row, int64_t e) { return _mm512_loadu_ps(row + e); }
+  static __m512 load8(const float* row, int64_t e) { return _mm512_castps256_ps512(LdF32::load8(row, e)); }
+  static float load1(const float* row, int64_t e) { return LdF32::load1(row, e); }
 };
 
 struct ZF16 {
   using T = uint16_t;
   using Ld8 = LdF16;
-  static __m512 load16(const uint16_t* p) {
-    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  static __m512 load16(const uint16_t* row, int64_t e) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + e)));
   }
-  static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdF16::load8(p)); }
-  static float load1(const uint16_t* p) { return LdF16::load1(p); }
+  static __m512 load8(const uint16_t* row, int64_t e) { return _mm512_castps256_ps512(LdF16::load8(row, e)); }
+  static float load1(const uint16_t* row, int64_t e) { return LdF16::load1(row, e); }
 };
 
 struct ZBF16 {
   using T = uint16_t;
-  static __m512 load16(const uint16_t* p) {
-    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  static __m512 load16(const uint16_t* row, int64_t e) {
+    const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + e)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
   }
-  static __m512 load8(const uint16_t* p) { return _mm512_castps256_ps512(LdBF16::load8(p)); }
-  static float load1(const uint16_t* p) { return LdBF16::load1(p); }
+  static __m512 load8(const uint16_t* row, int64_t e) { return _mm512_castps256_ps512(LdBF16::load8(row, e)); }
+  static float load1(const uint16_t* row, int64_t e) { return LdBF16::load1(row, e); }
+};
+
+// Q8_0 rows: d * q as AVX2's LdQ8_0 forms it (e % 16 == 0 for load16: 16 values of one block).
+struct ZQ8_0 {
+  using T = BlockQ8_0;
+  using Ld8 = LdQ8_0;
+  static __m512 load16(const BlockQ8_0* row, int64_t e) {
+    const BlockQ8_0& b = row[e / 32];
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + e % 32));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(b.d))));
+  }
+  static __m512 load8(const BlockQ8_0* row, int64_t e) { return _mm512_castps256_ps512(LdQ8_0::load8(row, e)); }
+  static float load1(const BlockQ8_0* row, int64_t e) { return LdQ8_0::load1(row, e); }
 };
 
 // out[i * NA + j] = dot(w[i][0..n), a[j][0..n)) in AVX2's order (top of file). PF: decode's
@@ -76,15 +89,15 @@ inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typen
   for (; k + 16 <= n; k += 16) {
     if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
     for (int i = 0; i < NW; ++i) {
-      __m512 wv = W::load16(w[i] + k);
+      __m512 wv = W::load16(w[i], k);
       if (Keep) keep_in_register(wv);
-      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, A::load16(a[j] + k), acc[i][j]);
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_fmadd_ps(wv, A::load16(a[j], k), acc[i][j]);
     }
   }
   if (k + 8 <= n) {  // the leftover chunk: acc0's, the low lanes
     for (int i = 0; i < NW; ++i) {
-      const __m512 wv = W::load8(w[i] + k);
-      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_mask3_fmadd_ps(wv, A::load8(a[j] + k), acc[i][j], 0x00FF);
+      const __m512 wv = W::load8(w[i], k);
+      for (int j = 0; j < NA; ++j) acc[i][j] = _mm512_mask3_fmadd_ps(wv, A::load8(a[j], k), acc[i][j], 0x00FF);
     }
     k += 8;
   }
@@ -101,7 +114,7 @@ inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typen
   for (int i = 0; i < NW; ++i) {
     for (int j = 0; j < NA; ++j) {
       float& s = out[i * NA + j];
-      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i] + e), A::load1(a[j] + e), s);
+      for (int64_t e = k; e < n; ++e) s = __builtin_fmaf(W::load1(w[i], e), A::load1(a[j], e), s);
     }
   }
 }
@@ -122,8 +135,8 @@ template <class W>
 void widen_row(const void* src, float* dst, int64_t n) {
   const typename W::T* x = static_cast<const typename W::T*>(src);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, W::load16(x + i));
-  for (; i < n; ++i) dst[i] = W::load1(x + i);
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, W::load16(x, i));
+  for (; i < n; ++i) dst[i] = W::load1(x, i);
 }
 
 // ---- Q8_0 ----------------------------------------------------------------------------------------
@@ -288,7 +301,7 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
     for (int j = 0; j < n_pos; ++j) {
       __m512 vv[W];
       for (int w = 0; w < W; ++w) {
-        vv[w] = V::load16(v + j * v_stride + e + 16 * w);
+        vv[w] = V::load16(v + j * v_stride, e + 16 * w);
         keep_in_register(vv[w]);  // one load per position, not one per query row
       }
       for (int r = 0; r < NQ; ++r) {
@@ -346,6 +359,8 @@ void install_avx512(Backend& b) {
   // against 8.1-8.9, 12 and 24 rows alike.
   b.attn_values_f32 = attn_values<ZF32>;
   b.attn_values_f16 = attn_values<ZF16>;
+  b.attn_scores_q8_0 = q8_0_scores<attn_scores<ZQ8_0>>;
+  b.attn_values_q8_0 = q8_0_values<attn_values<ZQ8_0>>;
 }
 
 }  // namespace weft::cpu::detail

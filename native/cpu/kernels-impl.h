@@ -69,6 +69,8 @@ struct Backend {
   void (*attn_scores_f16)(int64_t, const float* const*, int, const uint16_t*, int64_t, int, float*, int64_t) = nullptr;
   void (*attn_values_f32)(int64_t, const float*, int64_t, int, const float*, int64_t, int, float* const*) = nullptr;
   void (*attn_values_f16)(int64_t, const float*, int64_t, int, const uint16_t*, int64_t, int, float* const*) = nullptr;
+  void (*attn_scores_q8_0)(int64_t, const float* const*, int, const void*, int64_t, int, float*, int64_t) = nullptr;
+  void (*attn_values_q8_0)(int64_t, const float*, int64_t, int, const void*, int64_t, int, float* const*) = nullptr;
   float (*attn_exp)(float* x, int64_t n, float shift) = nullptr;
   float (*attn_scale_max)(float* x, int64_t n, float scale, float init) = nullptr;
   void (*swiglu)(float* g, const float* u, int64_t n) = nullptr;

@@ -186,9 +186,12 @@ float vec_dot_q8_0(int64_t n, const void* w, const void* a) {
 
 // ---- attention -------------------------------------------------------------------------------
 // Scores are double-precision dots, as vec_dot_f32 is; each value step is a float multiply, then
-// an add.
-float widen(float x) { return x; }
-float widen(uint16_t h) { return fp16_to_f32(h); }
+// an add. Rows are T*, a stride of whole T apart; element(row, i) reads value i of a row.
+float element(const float* row, int64_t i) { return row[i]; }
+float element(const uint16_t* row, int64_t i) { return fp16_to_f32(row[i]); }
+float element(const BlockQ8_0* row, int64_t i) {  // as dequantize_q8_0
+  return fp16_to_f32(row[i / 32].d) * static_cast<float>(row[i / 32].qs[i % 32]);
+}
 
 template <class T>
 void attn_scores(int64_t n, const float* const* q, int n_q, const T* k, int64_t k_stride, int n_pos,
@@ -197,7 +200,7 @@ void attn_scores(int64_t n, const float* const* q, int n_q, const T* k, int64_t 
     for (int j = 0; j < n_pos; ++j) {
       const T* kj = k + j * k_stride;
       double sum = 0;
-      for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(q[r][i]) * widen(kj[i]);
+      for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(q[r][i]) * element(kj, i);
       s[r * s_stride + j] = static_cast<float>(sum);
     }
   }
@@ -210,9 +213,20 @@ void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const T* 
     for (int j = 0; j < n_pos; ++j) {
       const float pj = p[r * p_stride + j];
       const T* vj = v + j * v_stride;
-      for (int64_t e = 0; e < n; ++e) o[r][e] += pj * widen(vj[e]);
+      for (int64_t e = 0; e < n; ++e) o[r][e] += pj * element(vj, e);
     }
   }
+}
+
+// Q8_0 rows: strides in elements, 32 to a block.
+void attn_scores_q8_0(int64_t n, const float* const* q, int n_q, const void* k, int64_t k_stride,
+                      int n_pos, float* s, int64_t s_stride) {
+  attn_scores(n, q, n_q, static_cast<const BlockQ8_0*>(k), k_stride / 32, n_pos, s, s_stride);
+}
+
+void attn_values_q8_0(int64_t n, const float* p, int64_t p_stride, int n_q, const void* v,
+                      int64_t v_stride, int n_pos, float* const* o) {
+  attn_values(n, p, p_stride, n_q, static_cast<const BlockQ8_0*>(v), v_stride / 32, n_pos, o);
 }
 
 void f32_to_fp16_row(const float* src, uint16_t* dst, int64_t n) { quantize_f16(src, dst, n); }
@@ -270,6 +284,8 @@ Backend make_ref() {
   b.attn_scores_f16 = attn_scores<uint16_t>;
   b.attn_values_f32 = attn_values<float>;
   b.attn_values_f16 = attn_values<uint16_t>;
+  b.attn_scores_q8_0 = attn_scores_q8_0;
+  b.attn_values_q8_0 = attn_values_q8_0;
   b.attn_exp = attn_exp;
   b.attn_scale_max = attn_scale_max;
   b.swiglu = swiglu;

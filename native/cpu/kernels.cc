@@ -204,6 +204,16 @@ void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const
   backend().attn_values_f16(n, p, p_stride, n_q, v, v_stride, n_pos, o);
 }
 
+void attn_scores_q8_0(int64_t n, const float* const* q, int n_q, const void* k, int64_t k_stride,
+                      int n_pos, float* s, int64_t s_stride) {
+  backend().attn_scores_q8_0(n, q, n_q, k, k_stride, n_pos, s, s_stride);
+}
+
+void attn_values_q8_0(int64_t n, const float* p, int64_t p_stride, int n_q, const void* v,
+                      int64_t v_stride, int n_pos, float* const* o) {
+  backend().attn_values_q8_0(n, p, p_stride, n_q, v, v_stride, n_pos, o);
+}
+
 float attn_exp(float* x, int64_t n, float shift) { return backend().attn_exp(x, n, shift); }
 
 float attn_scale_max(float* x, int64_t n, float scale, float init) {

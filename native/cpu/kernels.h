@@ -69,6 +69,13 @@ void attn_values_f32(int64_t n, const float* p, int64_t p_stride, int n_q, const
                      int64_t v_stride, int n_pos, float* const* o);
 void attn_values_f16(int64_t n, const float* p, int64_t p_stride, int n_q, const uint16_t* v,
                      int64_t v_stride, int n_pos, float* const* o);
+// The same over Q8_0 rows (a q8_0 KV cache's), n and the strides multiples of 32 (elements):
+// each value is d * q, one float multiply as dequantize_row gives it, so every output is the f32
+// kernel's on the dequantized rows, to the bit.
+void attn_scores_q8_0(int64_t n, const float* const* q, int n_q, const void* k, int64_t k_stride,
+                      int n_pos, float* s, int64_t s_stride);
+void attn_values_q8_0(int64_t n, const float* p, int64_t p_stride, int n_q, const void* v,
+                      int64_t v_stride, int n_pos, float* const* o);
 // x[j] = exp(x[j] - shift) for j < n, and returns their sum: the softmax numerators of a row
 // whose max is `shift` (so every x[j] - shift <= 0). Within 3 ulp of exp on the fast path (0
 // where exp(x[j] - shift) is below FLT_MIN). Each element's result depends only on its value, and

@@ -758,6 +758,57 @@ void test_attention_avx512_matches_avx2() {
                   " cases: head sizes 1-128, 1-13 query rows, f16 and f32 rows)");
 }
 
+// The q8_0 cache's kernels read Q8_0 rows directly; on every backend each output must be the
+// f32 kernel's on the rows dequantized, bit for bit: head sizes 32-128, rows contiguous (as a
+// run of cache slots) and apart, 1-13 query rows, mixed magnitudes.
+void test_attention_q8_0() {
+  const int n_pos = 37;
+  for (const char* name : {"scalar", "avx2", "avx512"}) {
+    if (!cpu::force_kernels(name)) {
+      std::printf("skip q8_0 attention checks on %s: not available here\n", name);
+      continue;
+    }
+    bool same = true;
+    int cases = 0;
+    for (int64_t n : {32, 64, 96, 128}) {
+      for (int64_t stride : {n, n + 64}) {
+        const std::vector<float> x = make_floats(Fill::Mixed, n_pos * stride, GgmlType::F32);
+        std::vector<uint8_t> rows(weft::ggml_row_bytes(GgmlType::Q8_0, n_pos * stride));
+        cpu::quantize_row(GgmlType::Q8_0, x.data(), rows.data(), n_pos * stride);
+        std::vector<float> rows32(x.size());
+        cpu::dequantize_row(GgmlType::Q8_0, rows.data(), rows32.data(), n_pos * stride);
+        for (int n_q : {1, 2, 3, 4, 5, 7, 9, 13}) {
+          const std::vector<float> q = make_floats(Fill::Normal, n * n_q, GgmlType::F32);
+          std::vector<const float*> qp;
+          for (int r = 0; r < n_q; ++r) qp.push_back(q.data() + r * n);
+          std::vector<float> p(static_cast<size_t>(n_q * n_pos));
+          for (float& v : p) v = uniform(0.0f, 1.0f);
+          const std::vector<float> o0 = make_floats(Fill::Normal, n * n_q, GgmlType::F32);
+          std::vector<float> s[2], o[2];
+          for (int k = 0; k < 2; ++k) {
+            s[k].assign(static_cast<size_t>(n_q * n_pos), 0.0f);
+            o[k] = o0;
+            std::vector<float*> op;
+            for (int r = 0; r < n_q; ++r) op.push_back(o[k].data() + r * n);
+            if (k == 0) {
+              cpu::attn_scores_f32(n, qp.data(), n_q, rows32.data(), stride, n_pos, s[k].data(), n_pos);
+              cpu::attn_values_f32(n, p.data(), n_pos, n_q, rows32.data(), stride, n_pos, op.data());
+            } else {
+              cpu::attn_scores_q8_0(n, qp.data(), n_q, rows.data(), stride, n_pos, s[k].data(), n_pos);
+              cpu::attn_values_q8_0(n, p.data(), n_pos, n_q, rows.data(), stride, n_pos, op.data());
+            }
+          }
+          same &= same_bits(s[0], s[1]) && same_bits(o[0], o[1]);
+          ++cases;
+        }
+      }
+    }
+    check(same, std::string("attn_scores / attn_values on q8_0 rows == f32 on them dequantized, ") + name +
+                    ", bitwise (" + std::to_string(cases) + " cases: head sizes 32-128, 1-13 query rows)");
+  }
+  cpu::force_kernels(nullptr);
+}
+
 // Threads split the rows; results must equal the single-threaded call bit for bit.
 void test_matmul_threads() {
   cpu::ThreadPool pool(3);
@@ -980,6 +1031,7 @@ int main() {
   test_matmul();
   test_avx512_matches_avx2();
   test_attention_avx512_matches_avx2();
+  test_attention_q8_0();
   test_matmul_threads();
   test_thread_pool();
   return summary();
