@@ -175,15 +175,15 @@ inline __m256i pack_q8(const __m256i* q) {
 
 // Decode reads the K/V rows of a long context from memory (a step streams all the weights
 // through the caches between one layer's attention and the next), and the prefetchers alone left
-// the kernels waiting on them. So positions go in blocks of kAttnBlock, and before each block the
-// rows kAttnAhead positions on are asked for: at 1,024 positions of context the attention phase
-// of a SmolLM2 decode step (2 threads) took 1.2-1.7 ms without, 0.86-1.2 ms with (in-process A/B;
-// blocks of 4-16 and 16-64 ahead tried, 8 and 32 among the best). A block is a call of its own to
-// the tiles, which compute each score and each output element the same way whichever
-// positions share a call. Only calls with few query rows go in blocks (a decode step's GQA group,
-// up to kAttnBlockRows): a prefill tile's many rows, against K/V rows it mostly wrote itself just
-// before, would pay the output rows' loads and stores once per block (its attention phase took
-// 5-7 % longer at pp512 with blocks).
+// the kernels waiting on them. So every kAttnBlock positions the kernels ask for the rows
+// kAttnAhead positions on ("ask ahead"): at 1,024 positions of context the attention phase of a
+// SmolLM2 decode step (2 threads) took 1.2-1.7 ms without, 0.86-1.2 ms with (in-process A/B;
+// blocks of 4-16 and 16-64 ahead tried, 8 and 32 among the best). Only calls with few query rows
+// ask (a decode step's GQA group, up to kAttnBlockRows), and only their first pass over the rows:
+// a prefill tile's many rows mostly read K/V rows they wrote just before. The asking happens
+// inside one call over all the positions: a call of its own per block of 8 positions, as it first
+// was, loaded and stored the values kernels' accumulators each time (AVX-512 values, 3 query rows,
+// hot rows: 4.0 ns a position that way, 1.8 inside one call).
 constexpr int kAttnBlock = 8;
 constexpr int64_t kAttnAhead = 32;
 constexpr int kAttnBlockRows = 8;
@@ -255,19 +255,6 @@ void q8_0_values(int64_t n, const float* p, int64_t p_stride, int n_q, const voi
   Values(n, p, p_stride, n_q, static_cast<const BlockQ8_0*>(v), v_stride / 32, n_pos, o);
 }
 
-// Calls fn(j, nb) for positions [j, j + nb) of [0, n_pos): blocks, each after asking for the
-// rows kAttnAhead on, where n_q is few enough; else all at once.
-template <class T, class F>
-void attn_blocks(int64_t n, int n_q, const T* rows, int64_t stride, int n_pos, F&& fn) {
-  if (n_q > kAttnBlockRows) {
-    if (n_pos > 0) fn(0, n_pos);
-    return;
-  }
-  for (int j = 0; j < n_pos; j += kAttnBlock) {
-    prefetch_rows(rows, stride, j + kAttnAhead, kAttnBlock, n);
-    fn(j, std::min(kAttnBlock, n_pos - j));
-  }
-}
 
 }  // namespace
 }  // namespace weft::cpu::detail

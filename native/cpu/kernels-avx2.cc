@@ -314,30 +314,35 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
 // Scores of NQ query rows: whole tiles of 8 / NQ K rows, then the rest one K row at a time.
 template <class K, int NQ>
 void scores_by_tiles(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
-                     int n_pos, float* s, int64_t s_stride) {
+                     int n_pos, float* s, int64_t s_stride, bool ahead) {
   constexpr int NK = 8 / NQ;
   int j = 0;
-  for (; j + NK <= n_pos; j += NK) scores_tile<K, NQ>(n, q, k + j * k_stride, k_stride, s + j, s_stride);
+  for (; j + NK <= n_pos; j += NK) {
+    if (ahead && j % kAttnBlock == 0) prefetch_rows(k, k_stride, j + kAttnAhead, kAttnBlock, n);
+    scores_tile<K, NQ>(n, q, k + j * k_stride, k_stride, s + j, s_stride);
+  }
   scores_rows<K, NQ>(n, q, k + j * k_stride, k_stride, n_pos - j, s + j, s_stride);
 }
 
+// Pairs of query rows, then the one left; where the rows are few (a decode step's GQA group), the
+// first pass over the K rows asks ahead (avx2-common.h).
 template <class K>
 void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
                  int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
-  attn_blocks(n, n_q, k, k_stride, n_pos, [&](int j, int nb) {
-    int r = 0;
-    for (; r + 2 <= n_q; r += 2) scores_by_tiles<K, 2>(n, q + r, k + j * k_stride, k_stride, nb, s + r * s_stride + j, s_stride);
-    if (r < n_q) scores_by_tiles<K, 1>(n, q + r, k + j * k_stride, k_stride, nb, s + r * s_stride + j, s_stride);
-  });
+  const bool ahead = n_q <= kAttnBlockRows;
+  int r = 0;
+  for (; r + 2 <= n_q; r += 2) scores_by_tiles<K, 2>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride, ahead && r == 0);
+  if (r < n_q) scores_by_tiles<K, 1>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride, ahead && r == 0);
 }
 
 // Values: 16 (then 8) elements of up to four output rows stay in registers across all n_pos
 // positions, and each piece of a V row is loaded and widened once per four rows. Per element the
 // steps are o = fma(p_j, v_j, o) in j order, then the n % 8 tail the same way in scalar fmas:
 // what a one-row call does.
+// With `ahead`, the first 16 elements' pass asks ahead (avx2-common.h).
 template <class V, int NQ>
 void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::T* v,
-                 int64_t v_stride, int n_pos, float* const* o) {
+                 int64_t v_stride, int n_pos, float* const* o, bool ahead) {
   int64_t e = 0;
   for (; e + 16 <= n; e += 16) {
     __m256 a0[NQ], a1[NQ];
@@ -346,6 +351,7 @@ void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::
       a1[r] = _mm256_loadu_ps(o[r] + e + 8);
     }
     for (int j = 0; j < n_pos; ++j) {
+      if (ahead && e == 0 && j % kAttnBlock == 0) prefetch_rows(v, v_stride, j + kAttnAhead, kAttnBlock, n);
       const typename V::T* vj = v + j * v_stride;
       __m256 v0 = V::load8(vj, e), v1 = V::load8(vj, e + 8);
       keep_in_register(v0);  // one load per position, not one per query row
@@ -467,13 +473,14 @@ double sum_squares(const float* x, const float* add, int64_t n) {
   return sum;
 }
 
+// Up to four rows at a time over all the positions; where the rows are few (a decode step's GQA
+// group), the first four ask ahead.
 template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
-  attn_blocks(n, n_q, v, v_stride, n_pos, [&](int j, int nb) {
-    by_fours(n_q, [&](int r, auto nq) {
-      values_rows<V, decltype(nq)::value>(n, p + r * p_stride + j, p_stride, v + j * v_stride, v_stride, nb, o + r);
-    });
+  const bool ahead = n_q <= kAttnBlockRows;
+  by_fours(n_q, [&](int r, auto nq) {
+    values_rows<V, decltype(nq)::value>(n, p + r * p_stride, p_stride, v, v_stride, n_pos, o + r, ahead && r == 0);
   });
 }
 

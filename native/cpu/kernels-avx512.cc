@@ -268,64 +268,76 @@ void scores_tile(int64_t n, const float* const* q, const typename K::T* k, int64
 // Scores of NQ query rows: tiles of four K rows, then one at a time.
 template <class K, int NQ>
 void scores_rows(int64_t n, const float* const* q, const typename K::T* k, int64_t k_stride,
-                 int n_pos, float* s, int64_t s_stride) {
+                 int n_pos, float* s, int64_t s_stride, bool ahead) {
   int j = 0;
-  for (; j + 4 <= n_pos; j += 4) scores_tile<K, NQ, 4>(n, q, k + j * k_stride, k_stride, s + j, s_stride);
+  for (; j + 4 <= n_pos; j += 4) {
+    if (ahead && j % kAttnBlock == 0) prefetch_rows(k, k_stride, j + kAttnAhead, kAttnBlock, n);
+    scores_tile<K, NQ, 4>(n, q, k + j * k_stride, k_stride, s + j, s_stride);
+  }
   for (; j < n_pos; ++j) scores_tile<K, NQ, 1>(n, q, k + j * k_stride, k_stride, s + j, s_stride);
 }
 
+// Up to four query rows at a time over all the positions; where the rows are few (a decode
+// step's GQA group), the first four ask ahead (avx2-common.h).
 template <class K>
 void attn_scores(int64_t n, const float* const* q, int n_q, const typename K::T* k,
                  int64_t k_stride, int n_pos, float* s, int64_t s_stride) {
-  attn_blocks(n, n_q, k, k_stride, n_pos, [&](int j, int nb) {
-    by_fours(n_q, [&](int r, auto nq) {
-      scores_rows<K, decltype(nq)::value>(n, q + r, k + j * k_stride, k_stride, nb, s + r * s_stride + j, s_stride);
-    });
+  const bool ahead = n_q <= kAttnBlockRows;
+  by_fours(n_q, [&](int r, auto nq) {
+    scores_rows<K, decltype(nq)::value>(n, q + r, k, k_stride, n_pos, s + r * s_stride, s_stride, ahead && r == 0);
   });
 }
 
 // Values: per output element o = fma(p_j, v_j, o) in j order, as AVX2's values_rows (lanes are
-// independent, so their width does not change a bit): 64 elements of up to four rows (16
-// accumulators) stay in registers across the positions, then 16 at a time, then AVX2's 8-lane
-// step and scalar tail.
+// independent, so their width does not change a bit): W zmm registers (16 W elements) of each of
+// NQ <= 4 rows stay in registers across all the positions, from element e on. With `ahead`, it
+// asks ahead (avx2-common.h).
+template <class V, int NQ, int W>
+void values_span(int64_t n, int64_t e, const float* p, int64_t p_stride, const typename V::T* v,
+                 int64_t v_stride, int n_pos, float* const* o, bool ahead) {
+  float* out[NQ];
+  __m512 acc[NQ][W];
+  for (int r = 0; r < NQ; ++r) {
+    out[r] = o[r] + e;
+    for (int w = 0; w < W; ++w) acc[r][w] = _mm512_loadu_ps(out[r] + 16 * w);
+  }
+  for (int j = 0; j < n_pos; ++j) {
+    if (ahead && j % kAttnBlock == 0) prefetch_rows(v, v_stride, j + kAttnAhead, kAttnBlock, n);
+    const typename V::T* vj = v + j * v_stride;
+    __m512 vv[W];
+    for (int w = 0; w < W; ++w) {
+      vv[w] = V::load16(vj, e + 16 * w);
+      keep_in_register(vv[w]);  // one load per position, not one per query row
+    }
+    for (int r = 0; r < NQ; ++r) {
+      const __m512 pr = _mm512_set1_ps(p[r * p_stride + j]);
+      for (int w = 0; w < W; ++w) acc[r][w] = _mm512_fmadd_ps(pr, vv[w], acc[r][w]);
+    }
+  }
+  for (int r = 0; r < NQ; ++r) {
+    for (int w = 0; w < W; ++w) _mm512_storeu_ps(out[r] + 16 * w, acc[r][w]);
+  }
+}
+
+// 64 elements at a time, then 16, then AVX2's 8-lane step and scalar tail; the first span reads
+// the rows from memory, so only it asks ahead.
 template <class V, int NQ>
 void values_rows(int64_t n, const float* p, int64_t p_stride, const typename V::T* v,
-                 int64_t v_stride, int n_pos, float* const* o) {
+                 int64_t v_stride, int n_pos, float* const* o, bool ahead) {
   int64_t e = 0;
-  auto run = [&](auto width) {  // width: zmm registers per row
-    constexpr int W = decltype(width)::value;
-    __m512 acc[NQ][W];
-    for (int r = 0; r < NQ; ++r) {
-      for (int w = 0; w < W; ++w) acc[r][w] = _mm512_loadu_ps(o[r] + e + 16 * w);
-    }
-    for (int j = 0; j < n_pos; ++j) {
-      __m512 vv[W];
-      for (int w = 0; w < W; ++w) {
-        vv[w] = V::load16(v + j * v_stride, e + 16 * w);
-        keep_in_register(vv[w]);  // one load per position, not one per query row
-      }
-      for (int r = 0; r < NQ; ++r) {
-        const __m512 pr = _mm512_set1_ps(p[r * p_stride + j]);
-        for (int w = 0; w < W; ++w) acc[r][w] = _mm512_fmadd_ps(pr, vv[w], acc[r][w]);
-      }
-    }
-    for (int r = 0; r < NQ; ++r) {
-      for (int w = 0; w < W; ++w) _mm512_storeu_ps(o[r] + e + 16 * w, acc[r][w]);
-    }
-    e += 16 * W;
-  };
-  while (e + 64 <= n) run(std::integral_constant<int, 4>{});
-  while (e + 16 <= n) run(std::integral_constant<int, 1>{});
+  for (; e + 64 <= n; e += 64) values_span<V, NQ, 4>(n, e, p, p_stride, v, v_stride, n_pos, o, ahead && e == 0);
+  for (; e + 16 <= n; e += 16) values_span<V, NQ, 1>(n, e, p, p_stride, v, v_stride, n_pos, o, ahead && e == 0);
   values_tail<typename V::Ld8, NQ>(n, e, p, p_stride, v, v_stride, n_pos, o);
 }
 
+// Up to four rows at a time over all the positions; where the rows are few (a decode step's GQA
+// group), the first four ask ahead.
 template <class V>
 void attn_values(int64_t n, const float* p, int64_t p_stride, int n_q, const typename V::T* v,
                  int64_t v_stride, int n_pos, float* const* o) {
-  attn_blocks(n, n_q, v, v_stride, n_pos, [&](int j, int nb) {
-    by_fours(n_q, [&](int r, auto nq) {
-      values_rows<V, decltype(nq)::value>(n, p + r * p_stride + j, p_stride, v + j * v_stride, v_stride, nb, o + r);
-    });
+  const bool ahead = n_q <= kAttnBlockRows;
+  by_fours(n_q, [&](int r, auto nq) {
+    values_rows<V, decltype(nq)::value>(n, p + r * p_stride, p_stride, v, v_stride, n_pos, o + r, ahead && r == 0);
   });
 }
 
