@@ -42,12 +42,13 @@ export const SHAPES: Record<string, Shape> = {
   },
 };
 
-export type FileType = 'F32' | 'F16' | 'Q8_0' | 'Q4_K_M';
+export type FileType = 'F32' | 'F16' | 'Q8_0' | 'Q4_0' | 'Q4_K_M';
 
 // Bump when the weights or metadata written here change, so cached files are rewritten.
 const GENERATOR = 'weft-bench model-shapes v2';
-// general.file_type values (llama_ftype): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_Q4_K_M 15.
-const FILE_TYPE: Record<FileType, number> = { F32: 0, F16: 1, Q8_0: 7, Q4_K_M: 15 };
+// general.file_type values (llama_ftype): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7,
+// MOSTLY_Q4_K_M 15.
+const FILE_TYPE: Record<FileType, number> = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 7, Q4_K_M: 15 };
 
 /** Path of the cached file for (shape, type), writing it first when missing or stale. */
 export async function shapeModel(dir: string, shape: Shape, type: FileType, vocabDir: string): Promise<string> {
@@ -124,8 +125,11 @@ function q4kmType(role: string, cols: number, layer: number, layers: number): Te
 function tensors(s: Shape, type: FileType): TensorSpec[] {
   const { embd, ff, layers, vocab } = s;
   const kvDim = s.kvHeads * s.headDim;
+  // Q4_0: llama-quantize gives a tied embedding (the output) Q6_K, or Q8_0 where its rows are not a
+  // multiple of 256 long, and every other matrix Q4_0.
   const typeOf = (role: string, cols: number, layer: number): TensorType =>
-    type === 'Q4_K_M' ? q4kmType(role, cols, layer, layers) : type;
+    type === 'Q4_K_M' ? q4kmType(role, cols, layer, layers)
+      : type === 'Q4_0' && role === 'token_embd' ? (cols % 256 === 0 ? 'Q6_K' : 'Q8_0') : type;
   let seed = s.seed;
   const noise = (std: number, mean = 0) => {
     const g = new Gaussian(seed++);
