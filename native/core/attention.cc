@@ -240,9 +240,9 @@ void Forward::prefetch_kv(int tid, int nth, const StepBatch& b, int32_t l) const
 // its L2, made no difference at pp512 or pp2048 on SmolLM2.)
 // A q8_0 cache's rows go to kernels that read its blocks as they go (each value d * q, so a row's
 // arithmetic is that of an f32 cache holding the rounded values). Widening each run of rows into
-// f32 scratch first, for the f32 kernels, made their read-ahead (attn_blocks) fetch the scratch
+// f32 scratch first, for the f32 kernels, made their read-ahead (avx2-common.h) fetch the scratch
 // while the widening waited on the cache: 8 sequences x 1,984 tokens on the SmolLM2 shape spent
-// 31-34 ms a decode step in attention that way, 16 ms now (f16: 13-14).
+// 31-34 ms a decode step in attention that way, 16 ms reading the blocks directly (f16: 13-14).
 void Forward::attention(int tid, int nth, const StepBatch& b, int32_t l, const Prepared* out) {
   const HParams& hp = m_.hp();
   const int32_t hd = hp.head_dim, G = hp.n_head / hp.n_head_kv;
