@@ -33,7 +33,6 @@ namespace {
 template <class W, class A, int NW, int NA, bool PF = false>
 inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
                      float* out) {
-  static_assert(!PF || NW == 1, "prefetching follows one weight row");
   constexpr int64_t kLineElems = 64 / sizeof(typename W::T);
   __m256 acc0[NW][NA], acc1[NW][NA];
   for (int i = 0; i < NW; ++i) {
@@ -41,7 +40,9 @@ inline void dot_tile(int64_t n, const typename W::T* const* w, const typename A:
   }
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
+    if (PF && k % kLineElems == 0) {
+      for (int i = 0; i < NW; ++i) prefetch_line(reinterpret_cast<const char*>(w[i] + k) + kPrefetchBytes);
+    }
     for (int i = 0; i < NW; ++i) {
       const __m256 w0 = W::load8(w[i], k);
       const __m256 w1 = W::load8(w[i], k + 8);
@@ -228,6 +229,7 @@ struct FloatKernel {
   using WT = typename W::T;
   using AT = typename A::T;
   static constexpr int kTileRows = 3;
+  static constexpr bool kFarPairs = true;  // matmul-tiles.h's gemv
   template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
     if constexpr (NW * NA > 4) dot_tile_2pass<W, A, NW, NA>(n, w, a, out);
@@ -239,6 +241,7 @@ struct Q8_0Kernel {
   using WT = BlockQ8_0;
   using AT = uint8_t;
   static constexpr int kTileRows = 1;
+  static constexpr bool kFarPairs = false;
   template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a, float* out) {
     dot_tile_q8_0<NW, NA, PF>(n, w, a, out);

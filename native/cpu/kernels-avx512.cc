@@ -79,7 +79,6 @@ struct ZQ8_0 {
 template <class W, class A, int NW, int NA, bool PF = false, bool Keep = false>
 inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typename A::T* const* a,
                            float* out) {
-  static_assert(!PF || NW == 1, "prefetching follows one weight row");
   constexpr int64_t kLineElems = 64 / sizeof(typename W::T);
   __m512 acc[NW][NA];
   for (int i = 0; i < NW; ++i) {
@@ -87,7 +86,9 @@ inline void dot_tile_float(int64_t n, const typename W::T* const* w, const typen
   }
   int64_t k = 0;
   for (; k + 16 <= n; k += 16) {
-    if (PF && k % kLineElems == 0) prefetch_line(reinterpret_cast<const char*>(w[0] + k) + kPrefetchBytes);
+    if (PF && k % kLineElems == 0) {
+      for (int i = 0; i < NW; ++i) prefetch_line(reinterpret_cast<const char*>(w[i] + k) + kPrefetchBytes);
+    }
     for (int i = 0; i < NW; ++i) {
       __m512 wv = W::load16(w[i], k);
       if (Keep) keep_in_register(wv);
@@ -124,6 +125,7 @@ struct FloatKernel {
   using WT = typename W::T;
   using AT = typename A::T;
   static constexpr int kTileRows = 4;  // 16 accumulators + 4 weight vectors of 32 registers
+  static constexpr bool kFarPairs = true;  // matmul-tiles.h's gemv
   template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const WT* const* w, const AT* const* a, float* out) {
     dot_tile_float<W, A, NW, NA, PF>(n, w, a, out);
@@ -239,6 +241,7 @@ struct Q8_0Kernel {
   using WT = BlockQ8_0;
   using AT = uint8_t;
   static constexpr int kTileRows = 4;
+  static constexpr bool kFarPairs = false;
   template <int NW, int NA, bool PF = false>
   static void run(int64_t n, const BlockQ8_0* const* w, const uint8_t* const* a, float* out) {
     dot_tile_q8_0<NW, NA, PF>(n, w, a, out);

@@ -50,6 +50,34 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // ones ~1.5x faster than one at a time).
 constexpr size_t kLongRowBytes = 16 * 1024;
 
+// Float weights (K::kFarPairs) take row r with row r + half of the range instead: a lone row's dot
+// is one chain of fmas, each waiting on the last (32 bytes of F16 a step), and two chains side by
+// side fill those waits while the two rows, far apart, stay two plain streams, each asking ahead
+// as it goes (as the Q5_0 GEMV does). bench-kernels F16 from cache (the four shapes, Zen 5 VM):
+// one thread 37-52 -> 68-80 GB/s, two 71-106 -> 133-147 (AVX2 backend 39-51 -> 65-72); from
+// memory unchanged (one thread 35-42 -> 40-43 in the slow mode). In-process A/B of SmolLM2 F16
+// decode steps (alternating every 16 steps): in the VM's fast bandwidth modes, where one row's
+// compute ceiling is close to the bandwidth, 0.86-0.99x (mean 0.95); in its slow mode 0.95-1.04x
+// (mean 1.005). Not for Q8_0 (68 bytes a step): its steps were 0.95-1.09x.
+template <class K>
+void far_pairs(int64_t n, const char* w, size_t w_row_bytes, const typename K::AT* a, float* y,
+               int64_t r0, int64_t r1) {
+  using WT = typename K::WT;
+  auto row = [&](int64_t r) { return reinterpret_cast<const WT*>(w + r * static_cast<int64_t>(w_row_bytes)); };
+  const int64_t half = (r1 - r0) / 2;
+  for (int64_t r = r0; r < r0 + half; ++r) {
+    const WT* wr[2] = {row(r), row(r + half)};
+    float out[2];
+    K::template run<2, 1, true>(n, wr, &a, out);
+    y[r] = out[0];
+    y[r + half] = out[1];
+  }
+  if ((r1 - r0) % 2 != 0) {
+    const WT* wr = row(r1 - 1);
+    K::template run<1, 1, true>(n, &wr, &a, y + r1 - 1);
+  }
+}
+
 // Weights kPrefetchBytes ahead are asked for (avx2-common.h): a single row as its dot reaches
 // each line, a group of 4 long rows all at once before it starts.
 template <class K, class Act>
@@ -58,6 +86,9 @@ void gemv(int64_t n, const char* w, size_t w_row_bytes, const char* act, float* 
   float* buf = Act::kScratch ? scratch_floats(static_cast<size_t>(n)) : nullptr;
   const typename K::AT* a = static_cast<const typename K::AT*>(Act::row(act, n, buf));
   const int64_t rows = w_row_bytes >= kLongRowBytes ? 4 : 1;
+  if constexpr (K::kFarPairs) {
+    if (rows == 1) return far_pairs<K>(n, w, w_row_bytes, a, y, r_begin, r_end);
+  }
   const char* end = w + r_end * static_cast<int64_t>(w_row_bytes);  // prefetch only what is read
   for (int64_t r = r_begin; r < r_end; r += rows) {
     const int64_t r1 = min_rows(r_end, r + rows);
