@@ -621,6 +621,14 @@ __m256i transpose_sum8(const __m256i* v) {
                           _mm256_permute2x128_si256(u0, u1, 0x31));
 }
 
+// Block b's scale d of each of the eight rows, as f32, lane r row r's.
+__m256 group_scales(const BlockQ4_0* const* w, int64_t b) {
+  return _mm256_cvtph_ps(_mm_setr_epi16(
+      static_cast<short>(w[0][b].d), static_cast<short>(w[1][b].d), static_cast<short>(w[2][b].d),
+      static_cast<short>(w[3][b].d), static_cast<short>(w[4][b].d), static_cast<short>(w[5][b].d),
+      static_cast<short>(w[6][b].d), static_cast<short>(w[7][b].d)));
+}
+
 // out[r] = row r . the activation row a for the eight rows at w[0..8) (repeat a row to fill the
 // group; its lanes compute the same thing again). Each of the eight streams asks 2 KiB ahead,
 // every 72 bytes.
@@ -631,10 +639,7 @@ void q4_0_group(const BlockQ4_0* const* w, int64_t nb, const uint8_t* a, float* 
     if (b % 4 == 0) {
       for (int r = 0; r < 8; ++r) prefetch_line(reinterpret_cast<const char*>(w[r] + b) + kQ4_0AheadBytes);
     }
-    const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
-        static_cast<short>(w[0][b].d), static_cast<short>(w[1][b].d), static_cast<short>(w[2][b].d),
-        static_cast<short>(w[3][b].d), static_cast<short>(w[4][b].d), static_cast<short>(w[5][b].d),
-        static_cast<short>(w[6][b].d), static_cast<short>(w[7][b].d)));
+    const __m256 dw = group_scales(w, b);
     const __m256i qa = load256(a + 32 * b);
     __m256i v[8];
     for (int r = 0; r < 8; ++r) v[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(w[r][b].qs), qa), ones);
@@ -684,10 +689,7 @@ void q4_0_lanes(const BlockQ4_0* const* w, int64_t nb, uint8_t* out) {
     for (int r = 0; r < 8; ++r) code[r] = nibbles(w[r][b].qs);
     transpose8_epi32(code);
     for (int k = 0; k < 8; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 32 * k), code[k]);
-    _mm256_storeu_ps(reinterpret_cast<float*>(out + 256), _mm256_cvtph_ps(_mm_setr_epi16(
-        static_cast<short>(w[0][b].d), static_cast<short>(w[1][b].d), static_cast<short>(w[2][b].d),
-        static_cast<short>(w[3][b].d), static_cast<short>(w[4][b].d), static_cast<short>(w[5][b].d),
-        static_cast<short>(w[6][b].d), static_cast<short>(w[7][b].d))));
+    _mm256_storeu_ps(reinterpret_cast<float*>(out + 256), group_scales(w, b));
   }
 }
 
