@@ -255,6 +255,5 @@ void q8_0_values(int64_t n, const float* p, int64_t p_stride, int n_q, const voi
   Values(n, p, p_stride, n_q, static_cast<const BlockQ8_0*>(v), v_stride / 32, n_pos, o);
 }
 
-
 }  // namespace
 }  // namespace weft::cpu::detail

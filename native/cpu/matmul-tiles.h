@@ -45,10 +45,9 @@ void tile_rows(int64_t n, const char* w, size_t w_row_bytes, const typename K::A
 // Decode (n_tok = 1) is a GEMV bound by the weight stream. F16/BF16 activation rows are read as
 // stored (widening would double their L1 footprint for nothing), and Q8_0 rows go one at a time
 // (float rows two far apart: far_pairs), which keeps the weights sequential streams for the
-// prefetchers. Only when rows are so long that
-// the weight stream evicts the activation row from L1 between rows do 4 rows share each
-// activation load (measured on this Zen 3 VM: 4 interleaved short rows stream ~2x slower, 4 long
-// ones ~1.5x faster than one at a time).
+// prefetchers. Only when rows are so long that the weight stream evicts the activation row from
+// L1 between rows do 4 rows share each activation load (measured on this Zen 3 VM: 4 interleaved
+// short rows stream ~2x slower, 4 long ones ~1.5x faster than one at a time).
 constexpr size_t kLongRowBytes = 16 * 1024;
 
 // Float weights (K::kFarPairs) take row r with row r + half of the range instead: a lone row's dot
