@@ -193,18 +193,19 @@ void Forward::run(const StepBatch& b, float* logits, bool next_soon) {
     float* y;
     int64_t stride;
   };
-  // Calls fn(out, r0, r1) for each non-empty run of rows this thread owns.
+  // Calls fn(out, r0, r1) for each non-empty run of rows this thread owns. (Packed weights go in
+  // whole groups of rows, cpu::row_group.)
   auto shares = [&](int tid, int nth, std::initializer_list<Out> outs, auto&& fn) {
     int64_t total = 0;
     for (const Out& o : outs) total += o.w.n_out * int64_t(o.w.row_bytes);
     int64_t b0, b1, off = 0;
     split(total, tid, nth, b0, b1);
     for (const Out& o : outs) {
-      const int64_t rb = int64_t(o.w.row_bytes);
-      auto first_row = [&](int64_t at) { return std::clamp<int64_t>((at - off + rb - 1) / rb, 0, o.w.n_out); };
+      const int64_t group = cpu::row_group(o.w.type), gb = int64_t(o.w.row_bytes) * group;
+      auto first_row = [&](int64_t at) { return std::clamp<int64_t>((at - off + gb - 1) / gb * group, 0, o.w.n_out); };
       const int64_t r0 = first_row(b0), r1 = first_row(b1);
       if (r0 < r1) fn(o, r0, r1);
-      off += o.w.n_out * rb;
+      off += o.w.n_out * int64_t(o.w.row_bytes);
     }
   };
   auto matmul_joint = [&](int tid, int nth, std::initializer_list<Out> outs, const Prepared& p, int n_tok) {

@@ -14,6 +14,9 @@ enum class GgmlType : uint32_t {
   IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22,
   IQ4_XS = 23, I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30,
   TQ1_0 = 34, TQ2_0 = 35,
+  // weft's own in-memory layouts of file types (cpu::packed_type), never read from a file: the
+  // raw-id lookup below does not know them, so the GGUF reader refuses the id.
+  Q4_0_X8 = 64,
 };
 
 struct GgmlTypeTraits {
@@ -24,7 +27,11 @@ struct GgmlTypeTraits {
 
 // Traits of a raw type id from a file; name == nullptr when the id is unknown.
 GgmlTypeTraits ggml_type_traits(uint32_t id);
-inline GgmlTypeTraits ggml_type_traits(GgmlType t) { return ggml_type_traits(static_cast<uint32_t>(t)); }
+// Traits of a type, weft's layouts included (Q4_0_X8: Q4_0's blocks, eight rows interleaved).
+inline GgmlTypeTraits ggml_type_traits(GgmlType t) {
+  if (t == GgmlType::Q4_0_X8) return {"Q4_0_X8", 32, 18};
+  return ggml_type_traits(static_cast<uint32_t>(t));
+}
 
 const char* ggml_type_name(GgmlType t);
 

@@ -229,6 +229,22 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path, Access access)
   return g;
 }
 
+uint8_t* GgufFile::writable(const uint8_t* p) {
+  if (access_ != Access::Read) return nullptr;
+  if (!unsealed_) {
+    if (mprotect(memory_.data(), size_, PROT_READ | PROT_WRITE) != 0) {
+      fail(ErrorCode::Internal, std::string("cannot make the model's memory writable: ") + std::strerror(errno));
+    }
+    unsealed_ = true;
+  }
+  return memory_.data() + (p - base_);
+}
+
+void GgufFile::seal() {
+  if (unsealed_) mprotect(memory_.data(), size_, PROT_READ);
+  unsealed_ = false;
+}
+
 GgufFile::~GgufFile() {
   if (mapping_) munmap(mapping_, size_);
 }

@@ -84,6 +84,12 @@ class GgufFile {
   const std::vector<GgufTensor>& tensors() const { return tensors_; }
   const GgufTensor* find_tensor(const std::string& name) const;
 
+  // Access::Read: a writable alias of the tensor bytes at p (a tensor's data), valid until seal()
+  // makes the memory read-only again, for rewriting tensors in place (Model packs weights so).
+  // Null where the file is mapped: its pages are the page cache's.
+  uint8_t* writable(const uint8_t* p);
+  void seal();
+
  private:
   GgufFile() = default;
   void parse();
@@ -94,6 +100,7 @@ class GgufFile {
   Access access_ = Access::Map;
   void* mapping_ = nullptr;  // Access::Map: the file mapping base_ points into
   HugeRegion memory_;        // Access::Read: the memory base_ points into
+  bool unsealed_ = false;    // memory_ writable (between writable() and seal())
   uint32_t version_ = 0;
   size_t alignment_ = 32;
   std::vector<std::pair<std::string, GgufValue>> kv_;

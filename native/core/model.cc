@@ -1,5 +1,7 @@
 #include "model.h"
 
+#include <sys/mman.h>
+
 #include <cmath>
 
 #include "../cpu/kernels.h"
@@ -252,7 +254,43 @@ std::unique_ptr<Model> Model::load(const std::string& path, GgufFile::Access acc
     w.w_up = L.matrix(p + "ffn_up.weight", hp.n_embd, hp.n_ff);
     w.w_down = L.matrix(p + "ffn_down.weight", hp.n_ff, hp.n_embd);
   }
+  m->pack_weights();
   return m;
+}
+
+// Matmul weights whose kernels read another layout faster (cpu::packed_type: Q4_0), rewritten
+// into it once: in place where the file was read into memory, else into packed_ (a mapped file's
+// pages are the page cache's; those tensors' pages are not read again). Not the token embeddings,
+// which are read a row at a time, nor an output matrix tied to them.
+void Model::pack_weights() {
+  std::vector<Weight*> ws;
+  for (LayerWeights& l : layers) {
+    for (Weight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) ws.push_back(w);
+  }
+  if (!hp_.tied_output) ws.push_back(&output);
+  auto packs = [](const Weight& w) {
+    const GgmlType p = cpu::packed_type(w.type);
+    return p != w.type && w.n_out % cpu::row_group(p) == 0;
+  };
+  auto bytes = [](const Weight& w) { return (size_t(w.n_out) * w.row_bytes + 63) / 64 * 64; };
+  const bool in_place = file_->access() == GgufFile::Access::Read;
+  size_t total = 0;
+  for (const Weight* w : ws) total += packs(*w) && !in_place ? bytes(*w) : 0;
+  if (total > 0) {
+    packed_ = HugeRegion(total);
+    if (!packed_.data()) fail(ErrorCode::InvalidArgument, "cannot allocate " + std::to_string(total) + " bytes for packed weights");
+  }
+  uint8_t* at = packed_.data();
+  for (Weight* w : ws) {
+    if (!packs(*w)) continue;
+    uint8_t* dst = in_place ? file_->writable(w->data) : at;
+    cpu::pack_rows(w->type, w->n_in, w->data, dst, w->n_out);
+    w->data = dst;
+    w->type = cpu::packed_type(w->type);
+    if (!in_place) at += bytes(*w);
+  }
+  file_->seal();
+  if (total > 0) mprotect(packed_.data(), total, PROT_READ);  // read-only, as the file's weights are
 }
 
 }  // namespace weft

@@ -9,6 +9,7 @@
 
 #include "ggml-types.h"
 #include "gguf.h"
+#include "huge-pages.h"
 
 namespace weft {
 
@@ -72,8 +73,10 @@ class Model {
 
  private:
   Model() = default;
+  void pack_weights();
   std::unique_ptr<GgufFile> file_;
   HParams hp_;
+  HugeRegion packed_;  // packed weights of a mapped file (pack_weights)
 };
 
 }  // namespace weft

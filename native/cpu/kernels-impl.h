@@ -41,6 +41,7 @@ struct TypeKernels {
   QuantizeFn quantize = nullptr;      // set for every type that is some act_type
   VecDotFn vec_dot = nullptr;         // weight row (this type) . activation row (act_type)
   MatmulFn matmul = nullptr;          // set whenever vec_dot is, with identical per-element math
+                                      // (and alone for a packed type, cpu::packed_type)
 };
 
 // The portable matmul of the reference backends: one vec_dot per output element, so it is batch
@@ -59,7 +60,7 @@ void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* ac
 }
 
 // Type ids in ggml-types.h are below this bound.
-constexpr uint32_t kTypeIdLimit = 40;
+constexpr uint32_t kTypeIdLimit = 65;
 
 struct Backend {
   const char* name = nullptr;
@@ -90,6 +91,8 @@ void install_avx512(Backend& b);
 // install_avx2() call these.
 // quants-legacy-ref.cc / quants-legacy-avx2.cc: Q4_0, Q4_1, Q5_0, Q5_1 (and Q8_1 activations).
 void add_legacy_quants_ref(Backend& b);
+// quants-legacy-ref.cc: Q4_0 rows into the Q4_0_X8 layout (cpu::pack_rows; dst may be src).
+void pack_q4_0_x8(const void* src, void* dst, int64_t n_in, int64_t n_rows);
 void install_legacy_quants_avx2(Backend& b);
 // quants-legacy-avx512.cc (quants-legacy-avx2.cc with mask-register fifth bits): the dots.
 void install_legacy_quants_avx512(Backend& b);

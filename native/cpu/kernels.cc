@@ -124,10 +124,11 @@ const TypeKernels* kernels_for(GgmlType t) {
                                    " is not supported by the CPU kernels");
 }
 
-// The kernels of t for an entry that needs vec_dot (matmul, vec_dot, vec_dot_type).
-const TypeKernels& weight_kernels(GgmlType t, const char* what) {
+// The kernels of t for an entry that needs a weight type: matmul and vec_dot_type (which packed
+// types have), or vec_dot (which they do not).
+const TypeKernels& weight_kernels(GgmlType t, const char* what, bool need_vec_dot = false) {
   const TypeKernels* k = kernels_for(t);
-  if (k == nullptr || k->vec_dot == nullptr) unsupported(t, what);
+  if (k == nullptr || k->matmul == nullptr || (need_vec_dot && k->vec_dot == nullptr)) unsupported(t, what);
   return *k;
 }
 
@@ -164,7 +165,7 @@ void quantize_row(GgmlType t, const float* src, void* dst, int64_t n) {
 }
 
 float vec_dot(GgmlType t, int64_t n, const void* w, const void* a) {
-  const TypeKernels& k = weight_kernels(t, "vec_dot");
+  const TypeKernels& k = weight_kernels(t, "vec_dot", true);
   check_row_length(t, n, "vec_dot");
   return k.vec_dot(n, w, a);
 }
@@ -178,10 +179,26 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes, const v
   if (w_row_bytes < ggml_row_bytes(t, n_in) || act_row_bytes < ggml_row_bytes(k.act_type, n_in)) {
     fail(ErrorCode::InvalidArgument, "matmul: row stride smaller than a row");
   }
+  if (row_group(t) > 1 && w_row_bytes != ggml_row_bytes(t, n_in)) {
+    fail(ErrorCode::InvalidArgument, std::string("matmul: ") + ggml_type_name(t) + " rows are interleaved, so they have no stride of their own");
+  }
   if (n_tok < 0 || r_begin < 0 || r_end < r_begin || (n_tok > 1 && y_stride < r_end)) {
     fail(ErrorCode::InvalidArgument, "matmul: bad token count, row range or output stride");
   }
   k.matmul(n_in, w, w_row_bytes, act, act_row_bytes, n_tok, y, y_stride, r_begin, r_end);
+}
+
+GgmlType packed_type(GgmlType t) { return t == GgmlType::Q4_0 ? GgmlType::Q4_0_X8 : t; }
+
+int64_t row_group(GgmlType t) { return t == GgmlType::Q4_0_X8 ? 8 : 1; }
+
+void pack_rows(GgmlType t, int64_t n_in, const void* src, void* dst, int64_t n_rows) {
+  if (packed_type(t) == t) fail(ErrorCode::InvalidArgument, std::string("pack_rows: ") + ggml_type_name(t) + " has no packed layout");
+  check_row_length(t, n_in, "pack_rows");
+  if (n_rows < 0 || n_rows % row_group(packed_type(t)) != 0) {
+    fail(ErrorCode::InvalidArgument, "pack_rows: " + std::to_string(n_rows) + " rows are not whole groups of " + std::to_string(row_group(packed_type(t))));
+  }
+  detail::pack_q4_0_x8(src, dst, n_in, n_rows);
 }
 
 void attn_scores_f32(int64_t n, const float* const* q, int n_q, const float* k, int64_t k_stride,

@@ -51,6 +51,23 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes,
             const void* act, size_t act_row_bytes, int n_tok,
             float* y, int64_t y_stride, int64_t r_begin, int64_t r_end);
 
+// ---- packed weights --------------------------------------------------------------------------
+// A matmul weight of type t is read faster in packed_type(t)'s layout where that differs from t
+// (llama.cpp calls it repacking): Q4_0 -> Q4_0_X8, eight rows interleaved block by block, so a
+// group of rows is one stream and its per-block integer sums come out lane by lane (see
+// quants-legacy.h). Every backend runs packed types, the same bits as on the rows unpacked, but
+// only through matmul(): their rows cannot be read one by one, so neither an embedding table nor
+// dequantize_row/vec_dot take them.
+GgmlType packed_type(GgmlType t);
+// Rows per interleaved group (1 for a file type). A packed matrix has a multiple of it, and
+// matmul() is fastest where r_begin and r_end are multiples (another split computes the groups it
+// cuts twice).
+int64_t row_group(GgmlType t);
+// Writes n_rows rows of type t (n_in each, contiguous) at src in packed_type(t)'s layout, the
+// same number of bytes, at dst (which may be src). n_rows must be a multiple of
+// row_group(packed_type(t)).
+void pack_rows(GgmlType t, int64_t n_in, const void* src, void* dst, int64_t n_rows);
+
 // ---- attention (K/V cache rows are f16 or f32) ---------------------------------------------
 // The query rows that share a KV head (its GQA group, for one or several tokens) meet each K/V
 // row together, so the fast path reads and widens a row once for all of them. Every output is

@@ -21,6 +21,18 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must match the GGUF layout");
 
+// Q4_0_X8 (cpu::packed_type of Q4_0 matmul weights): rows in groups of eight, the group's blocks
+// in order. Vector j (32 bytes) holds bytes 4j..4j+3 of qs of row 0, then of row 1, .. row 7, so
+// its low nibbles are weights 4j..4j+3 of each row and its high nibbles weights 16+4j..19+4j,
+// lane r (a dword) row r's: one load, an and, a shift and an and give the lane-major codes from
+// which one block's eight integer sums come out lane by lane, with no transposing reduction
+// (quants-legacy-avx2.cc). Then the rows' d in row order. 144 bytes: the eight rows' own blocks.
+struct BlockQ4_0x8 {
+  uint8_t qs[4][8][4];
+  uint16_t d[8];
+};
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "a packed group block is its rows' blocks");
+
 struct BlockQ4_1 {
   uint16_t d;
   uint16_t m;

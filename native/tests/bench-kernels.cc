@@ -6,6 +6,7 @@
 // converted to vec_dot_type once, outside the timed loop, as the forward pass does. With `hot`,
 // one copy is read over and over from cache instead: the kernel's compute ceiling, which tells
 // whether a decode GEMV short of the bandwidth is waiting on memory or on arithmetic.
+// A type with a packed layout (cpu::packed_type: Q4_0) is measured again packed, as models run it.
 //   usage: bench-kernels [seconds per measurement, default 0.4] [type name, default all] [hot]
 #include <chrono>
 #include <cstdio>
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
   const int cores = cpu::physical_cores();
   std::printf("backend %s, %d physical cores; %s\n", cpu::kernel_backend(), cores,
               hot ? "one copy of the weights, read from cache" : "weights cycled over >= 256 MiB");
-  std::printf("%-5s %-28s %7s %14s %16s\n", "type", "shape [rows x n_in]", "threads",
+  std::printf("%-7s %-28s %7s %14s %16s\n", "type", "shape [rows x n_in]", "threads",
               "n_tok=1 GB/s", "n_tok=64 GFLOP/s");
 
   const GgmlType types[] = {GgmlType::F32,  GgmlType::F16,  GgmlType::BF16, GgmlType::Q8_0,
@@ -88,23 +89,31 @@ int main(int argc, char** argv) {
       }
       std::vector<float> y(static_cast<size_t>(s.rows) * 64);
 
-      for (int nth : {1, cores}) {
-        cpu::ThreadPool pool(nth);
-        size_t copy = 0;
-        auto call = [&](int n_tok) {
-          const uint8_t* wc = w.data() + (copy++ % copies) * w_bytes;
-          pool.run([&](int tid, int n) {
-            const int64_t r0 = s.rows * tid / n, r1 = s.rows * (tid + 1) / n;
-            cpu::matmul(t, s.n_in, wc, w_row, act.data(), a_row, n_tok, y.data(), s.rows, r0, r1);
-          });
-        };
-        const double gbs = rate(seconds, [&] { call(1); }) * static_cast<double>(w_bytes) / 1e9;
-        const double gflops = rate(seconds, [&] { call(64); }) * 2.0 * s.rows * s.n_in * 64 / 1e9;
-        char shape[64];
-        std::snprintf(shape, sizeof shape, "%lld x %lld (%s)", static_cast<long long>(s.rows),
-                      static_cast<long long>(s.n_in), s.what);
-        std::printf("%-5s %-28s %7d %14.1f %16.1f\n", weft::ggml_type_name(t), shape, nth, gbs, gflops);
-        if (cores == 1) break;
+      const GgmlType layouts[2] = {t, cpu::packed_type(t)};
+      for (int li = 0; li < (layouts[1] == t ? 1 : 2); ++li) {
+        const GgmlType wt = layouts[li];
+        if (li == 1) {
+          for (size_t c = 0; c < copies; ++c) cpu::pack_rows(t, s.n_in, w.data() + c * w_bytes, w.data() + c * w_bytes, s.rows);
+        }
+        const int64_t group = cpu::row_group(wt);
+        for (int nth : {1, cores}) {
+          cpu::ThreadPool pool(nth);
+          size_t copy = 0;
+          auto call = [&](int n_tok) {
+            const uint8_t* wc = w.data() + (copy++ % copies) * w_bytes;
+            pool.run([&](int tid, int n) {
+              const int64_t r0 = s.rows / group * tid / n * group, r1 = tid + 1 == n ? s.rows : s.rows / group * (tid + 1) / n * group;
+              cpu::matmul(wt, s.n_in, wc, w_row, act.data(), a_row, n_tok, y.data(), s.rows, r0, r1);
+            });
+          };
+          const double gbs = rate(seconds, [&] { call(1); }) * static_cast<double>(w_bytes) / 1e9;
+          const double gflops = rate(seconds, [&] { call(64); }) * 2.0 * s.rows * s.n_in * 64 / 1e9;
+          char shape[64];
+          std::snprintf(shape, sizeof shape, "%lld x %lld (%s)", static_cast<long long>(s.rows),
+                        static_cast<long long>(s.n_in), s.what);
+          std::printf("%-7s %-28s %7d %14.1f %16.1f\n", weft::ggml_type_name(wt), shape, nth, gbs, gflops);
+          if (cores == 1) break;
+        }
       }
     }
   }

@@ -707,6 +707,118 @@ void test_avx512_matches_avx2() {
   }
 }
 
+// Q4_0_X8, the packed layout of Q4_0 matmul weights (cpu::packed_type): the bytes where
+// quants-legacy.h puts them, packing in place as out of it, and every backend's matmul on the
+// packed rows == its Q4_0 matmul on the rows as stored, bitwise, for decode and batches, row
+// ranges that cut groups, and a split over pool threads.
+void test_packed_q4_0() {
+  const GgmlType t = GgmlType::Q4_0, p = GgmlType::Q4_0_X8;
+  check(cpu::packed_type(t) == p && cpu::row_group(p) == 8 && cpu::packed_type(GgmlType::Q8_0) == GgmlType::Q8_0 &&
+            cpu::row_group(t) == 1 && !cpu::type_supported(p) && weft::ggml_type_traits(64u).name == nullptr,
+        "Q4_0 packs as Q4_0_X8 (groups of 8 rows), no other type packs, and no file may name it");
+
+  // Layout: 16 rows of 2 blocks whose bytes count up; qs byte 4j + k of row r's block lands at
+  // vector j, lane r, byte k; d at the end in row order.
+  {
+    const int64_t n = 64, rows = 16, nb = 2;
+    std::vector<uint8_t> w(size_t(rows * nb * 18));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = uint8_t(i * 7 + 3);
+    std::vector<uint8_t> packed(w.size()), in_place = w;
+    cpu::pack_rows(t, n, w.data(), packed.data(), rows);
+    cpu::pack_rows(t, n, in_place.data(), in_place.data(), rows);
+    bool ok = packed == in_place;
+    for (int64_t g = 0; g < rows / 8; ++g) {
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* out = packed.data() + (g * nb + b) * 144;
+        for (int r = 0; r < 8; ++r) {
+          const uint8_t* blk = w.data() + ((g * 8 + r) * nb + b) * 18;
+          for (int j = 0; j < 4; ++j) ok &= std::memcmp(out + 32 * j + 4 * r, blk + 2 + 4 * j, 4) == 0;
+          ok &= std::memcmp(out + 128 + 2 * r, blk, 2) == 0;
+        }
+      }
+    }
+    check(ok, "Q4_0_X8: pack_rows puts every byte where quants-legacy.h says, in place as out of it");
+  }
+
+  struct Case {
+    int64_t rows, n;
+    int n_tok;
+    int64_t r0, r1;
+  };
+  const Case cases[] = {{8, 32, 1, 0, 8},      {16, 96, 1, 3, 13},    {24, 576, 1, 8, 16},   {40, 4864, 1, 5, 6},
+                        {16, 576, 2, 0, 16},   {16, 96, 3, 7, 9},     {24, 896, 4, 1, 23},   {32, 576, 5, 0, 32},
+                        {16, 4864, 6, 9, 16},  {8, 64, 9, 2, 8},      {48, 1536, 17, 16, 40}};
+  const Kind kinds[] = {Kind::Random, Kind::MaxCodes, Kind::MinCodes, Kind::Mixed};
+  for (const char* backend : {"avx512", "avx2", "scalar"}) {
+    if (!cpu::force_kernels(backend)) {
+      std::printf("skip Q4_0_X8 matmul on %s: not available on this CPU or build\n", backend);
+      continue;
+    }
+    bool ok = true;
+    for (const Case& c : cases) {
+      for (Kind kind : kinds) {
+        const size_t wr = row_bytes(t, c.n), ar = row_bytes(GgmlType::Q8_0, c.n);
+        std::vector<uint8_t> w, act;
+        for (int64_t r = 0; r < c.rows; ++r) {
+          const std::vector<uint8_t> row = raw_weights(t, c.n, r % 3 ? kind : Kind::Mixed);
+          w.insert(w.end(), row.begin(), row.end());
+        }
+        for (int i = 0; i < c.n_tok; ++i) {
+          const std::vector<uint8_t> row = i % 2 ? raw_act(GgmlType::Q8_0, c.n, Kind::Mixed) : quantized_act(GgmlType::Q8_0, c.n);
+          act.insert(act.end(), row.begin(), row.end());
+        }
+        std::vector<uint8_t> packed(w.size());
+        cpu::pack_rows(t, c.n, w.data(), packed.data(), c.rows);
+        std::vector<float> want(size_t(c.rows * c.n_tok), -7.0f), got = want;
+        cpu::matmul(t, c.n, w.data(), wr, act.data(), ar, c.n_tok, want.data(), c.rows, c.r0, c.r1);
+        cpu::matmul(p, c.n, packed.data(), wr, act.data(), ar, c.n_tok, got.data(), c.rows, c.r0, c.r1);
+        ok &= same_bits(got, want);
+      }
+    }
+    check(ok, std::string("Q4_0_X8 ") + backend + " matmul == Q4_0 matmul on the unpacked rows bitwise (11 shapes x 4 kinds, 1-17 tokens, ranges that cut groups)");
+  }
+  cpu::force_kernels(nullptr);
+
+  {
+    const int64_t rows = 48, n = 896;
+    const int n_tok = 3;
+    const size_t wr = row_bytes(t, n), ar = row_bytes(GgmlType::Q8_0, n);
+    std::vector<uint8_t> w, act;
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::vector<uint8_t> row = raw_weights(t, n, Kind::Random);
+      w.insert(w.end(), row.begin(), row.end());
+    }
+    for (int i = 0; i < n_tok; ++i) {
+      const std::vector<uint8_t> row = quantized_act(GgmlType::Q8_0, n);
+      act.insert(act.end(), row.begin(), row.end());
+    }
+    cpu::pack_rows(t, n, w.data(), w.data(), rows);
+    bool ok = true;
+    for (int tok : {1, n_tok}) {
+      std::vector<float> y1(size_t(rows * tok)), y3(y1.size());
+      cpu::matmul(p, n, w.data(), wr, act.data(), ar, tok, y1.data(), rows, 0, rows);
+      cpu::ThreadPool pool(3);
+      pool.run([&](int tid, int nth) {
+        const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
+        cpu::matmul(p, n, w.data(), wr, act.data(), ar, tok, y3.data(), rows, r0, r1);
+      });
+      ok &= same_bits(y1, y3);
+    }
+    check(ok, "Q4_0_X8 matmul split over 3 pool threads == one call, bitwise (decode and a batch)");
+  }
+
+  std::vector<uint8_t> w(size_t(8 * 18 * 2)), a(size_t(34 * 2));
+  std::vector<float> y(8);
+  check(throws_code([&] { cpu::pack_rows(t, 64, w.data(), w.data(), 7); }, ErrorCode::InvalidArgument) &&
+            throws_code([&] { cpu::pack_rows(GgmlType::Q8_0, 64, w.data(), w.data(), 8); }, ErrorCode::InvalidArgument) &&
+            throws_code([&] { cpu::pack_rows(t, 48, w.data(), w.data(), 8); }, ErrorCode::InvalidArgument),
+        "pack_rows refuses a partial group, a type with no packed layout and a bad row length");
+  check(throws_code([&] { cpu::matmul(p, 64, w.data(), 38, a.data(), 68, 1, y.data(), 8, 0, 8); }, ErrorCode::InvalidArgument) &&
+            throws_code([&] { cpu::vec_dot(p, 64, w.data(), a.data()); }, ErrorCode::Unsupported) &&
+            throws_code([&] { cpu::dequantize_row(p, w.data(), y.data(), 64); }, ErrorCode::Unsupported),
+        "Q4_0_X8 rows have no stride of their own and cannot be read one by one (vec_dot, dequantize_row)");
+}
+
 }  // namespace
 
 int main() {
@@ -721,5 +833,6 @@ int main() {
   test_vec_dot();
   test_matmul();
   test_avx512_matches_avx2();
+  test_packed_q4_0();
   return summary();
 }
