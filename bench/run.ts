@@ -6,8 +6,8 @@
  *
  *   --quick        one repetition of a small subset (under two minutes)
  *   --only <a,b>   only models whose name contains one of these texts (the opt-in
- *                  smollm2-135m-shape-Q4_0 and llama32-1b-shape-Q4_K_M, 867 MB, run only
- *                  when named this way)
+ *                  smollm2-135m-shape-Q4_0, qwen25-05b-shape-Q4_0 and llama32-1b-shape-Q4_K_M,
+ *                  867 MB, run only when named this way)
  *   --wait-idle    before each model, wait (up to 2 minutes) for other processes to leave the CPU
  *   --profile      also print where weft's forward pass spends its time, per phase and test
  *                  (Model.profile(): wall time per phase, measured at the barriers that end them)
@@ -153,6 +153,7 @@ async function modelList(): Promise<{ name: string; file: string }[]> {
     ['smollm2-135m-shape', ['F32', 'F16', 'Q8_0', 'Q4_K_M'], false],
     ['qwen25-05b-shape', ['Q8_0', 'Q4_K_M'], false],
     ['smollm2-135m-shape', ['Q4_0'], true],
+    ['qwen25-05b-shape', ['Q4_0'], true],
     ['llama32-1b-shape', ['Q4_K_M'], true],
   ];
   for (const [shape, types, optIn] of generated) {
