@@ -245,6 +245,13 @@ void GgufFile::seal() {
   unsealed_ = false;
 }
 
+void GgufFile::release(const uint8_t* p, size_t n) {
+  if (access_ != Access::Map || n == 0) return;
+  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (uintptr_t(p) + page - 1) / page * page, hi = (uintptr_t(p) + n) / page * page;
+  if (lo < hi) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advice: a failure costs only memory
+}
+
 GgufFile::~GgufFile() {
   if (mapping_) munmap(mapping_, size_);
 }

@@ -89,6 +89,9 @@ class GgufFile {
   // Null where the file is mapped: its pages are the page cache's.
   uint8_t* writable(const uint8_t* p);
   void seal();
+  // Mapped files: the pages wholly inside [p, p + n) leave this process's memory (they stay in
+  // the page cache, and come back if read again), for tensors copied elsewhere. No-op when read.
+  void release(const uint8_t* p, size_t n);
 
  private:
   GgufFile() = default;

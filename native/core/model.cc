@@ -260,8 +260,9 @@ std::unique_ptr<Model> Model::load(const std::string& path, GgufFile::Access acc
 
 // Matmul weights whose kernels read another layout faster (cpu::packed_type: Q4_0), rewritten
 // into it once: in place where the file was read into memory, else into packed_ (a mapped file's
-// pages are the page cache's; those tensors' pages are not read again). Not the token embeddings,
-// which are read a row at a time, nor an output matrix tied to them.
+// pages are the page cache's), whose source pages then leave the process, so that its memory
+// holds the weights once. Not the token embeddings, which are read a row at a time, nor an output
+// matrix tied to them.
 void Model::pack_weights() {
   std::vector<Weight*> ws;
   for (LayerWeights& l : layers) {
@@ -285,6 +286,7 @@ void Model::pack_weights() {
     if (!packs(*w)) continue;
     uint8_t* dst = in_place ? file_->writable(w->data) : at;
     cpu::pack_rows(w->type, w->n_in, w->data, dst, w->n_out);
+    if (!in_place) file_->release(w->data, size_t(w->n_out) * w->row_bytes);
     w->data = dst;
     w->type = cpu::packed_type(w->type);
     if (!in_place) at += bytes(*w);
