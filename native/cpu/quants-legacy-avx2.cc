@@ -735,8 +735,9 @@ void q4_0_group_lanes(const uint8_t* lanes, int64_t nb, const uint8_t* const* a,
 // (where q4_0_group reads eight rows in lockstep, which the prefetchers follow poorly, and
 // transposes their partial sums block by block) asking kPrefetchBytes ahead as it goes, and a
 // batch expands it into q4_0_lanes's layout with no shuffles. The integer sums are the same exact
-// sums, so the bits are the same. bench-kernels from memory, one thread (Zen 5 VM, slow mode),
-// the four shapes: Q4_0 rows 10.2 / 9.7 / 6.3 / 13.2 GB/s -> packed 40.5 / 38.3 / 41.8 / 38.3.
+// sums, so the bits are the same. bench-kernels from memory (Zen 5 VM, slow mode), the four
+// shapes: one thread, Q4_0 rows 10.2 / 9.8 / 6.4 / 13.7 GB/s -> packed 41.7 / 40.5 / 38.0 / 40.0;
+// two 18.7 / 17.8 / 11.9 / 24.0 -> 45.6 / 45.6 / 49.0 / 45.6 (Q8_0 beside them: 40-53).
 
 // Code vectors j (low nibbles) and j + 4 (high nibbles) of a packed block.
 void x8_codes(const BlockQ4_0x8& b, int j, __m256i& lo, __m256i& hi) {
