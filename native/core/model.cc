@@ -11,6 +11,8 @@ namespace weft {
 
 namespace {
 
+constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14), which older headers lack
+
 // Architectures whose graph forward.cc implements: decoder-only transformers with RMSNorm, RoPE,
 // GQA and SwiGLU. qwen2 adds q/k/v biases and the neox RoPE layout; qwen3 has no biases but
 // RMS-normalizes every Q and K head before RoPE (neox as well), and its head size is its own
@@ -280,6 +282,10 @@ void Model::pack_weights() {
   if (total > 0) {
     packed_ = HugeRegion(total);
     if (!packed_.data()) fail(ErrorCode::InvalidArgument, "cannot allocate " + std::to_string(total) + " bytes for packed weights");
+    // Its pages faulted in by one call rather than one fault each as the packing first writes
+    // them (advice: kernels before 5.14 refuse it). Loading the Qwen2.5-shape Q4_0 file mapped
+    // (201 MB packed), nine loads each way: 134-332 ms, median 149, against 139-600, median 223.
+    madvise(packed_.data(), total, kPopulateWrite);
   }
   uint8_t* at = packed_.data();
   for (Weight* w : ws) {
