@@ -632,6 +632,12 @@ __m256 group_scales(const BlockQ4_0* const* w, int64_t b) {
       static_cast<short>(w[6][b].d), static_cast<short>(w[7][b].d)));
 }
 
+// acc + float(sumi) * (dw * d_a): the float part of one block for the eight rows, the
+// same in every Q4_0 kernel (so the layouts give the same bits).
+__m256 add_block(__m256 acc, __m256i sumi, __m256 dw, const float* da) {
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_mul_ps(dw, _mm256_broadcast_ss(da)), acc);
+}
+
 // out[r] = row r . the activation row a for the eight rows at w[0..8) (repeat a row to fill the
 // group; its lanes compute the same thing again). Each of the eight streams asks 2 KiB ahead,
 // every 72 bytes.
@@ -648,8 +654,7 @@ void q4_0_group(const BlockQ4_0* const* w, int64_t nb, const uint8_t* a, float* 
     for (int r = 0; r < 8; ++r) v[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles(w[r][b].qs), qa), ones);
     const int32_t corr = reinterpret_cast<const int32_t*>(a + 32 * nb)[b];
     const __m256i sumi = _mm256_sub_epi32(transpose_sum8(v), _mm256_set1_epi32(corr));
-    const __m256 s = _mm256_mul_ps(dw, _mm256_broadcast_ss(reinterpret_cast<const float*>(a + 36 * nb) + b));
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), s, acc);
+    acc = add_block(acc, sumi, dw, reinterpret_cast<const float*>(a + 36 * nb) + b);
   }
   _mm256_storeu_ps(out, acc);
 }
@@ -705,11 +710,6 @@ __m256i add_quad_sums(__m256i sumi, __m256i code, int32_t qa) {
   const __m256i quad = _mm256_madd_epi16(_mm256_maddubs_epi16(code, _mm256_set1_epi32(qa)), _mm256_set1_epi16(1));
   return _mm256_add_epi32(sumi, quad);
 #endif
-}
-
-// acc + float(sumi) * (dw * d_a): the float part of one block for the eight rows.
-__m256 add_block(__m256 acc, __m256i sumi, __m256 dw, const float* da) {
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_mul_ps(dw, _mm256_broadcast_ss(da)), acc);
 }
 
 // out[j * 8 + r] as q4_0_group gives it, from a group laid out by q4_0_lanes.
