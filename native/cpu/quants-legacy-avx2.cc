@@ -530,6 +530,36 @@ void decoded_rows(int nt, int64_t nb, const uint8_t* dec, int64_t dec_row, const
   }
 }
 
+// Every activation row packed once, then chunks of weight rows decoded by decode(c0, c1, dec)
+// (rows [c0, c1) from dec on, or more: with whole groups of `align` rows, up to the group's end)
+// and met by every tile of activation rows. Chunks start at multiples of align.
+template <class T, class Decode>
+void matmul_decoded(int64_t nb, const char* ab, size_t act_row_bytes, int n_tok, float* y,
+                    int64_t y_stride, int64_t r_begin, int64_t r_end, int64_t align, const Decode& decode) {
+  const int64_t pack_row = nb * T::kTilePackBytes, dec_row = nb * T::kDecBytes;
+  const int64_t first = r_begin - r_begin % align, span = (r_end - first + align - 1) / align * align;
+  const int64_t chunk_rows = (1 + (kChunkBytes - 1) / dec_row + align - 1) / align * align;
+  const int64_t bytes = n_tok * pack_row + min_i64(chunk_rows, span) * dec_row;
+  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(bytes / 4 + 1)));
+  uint8_t* dec = packed + n_tok * pack_row;
+  for (int i = 0; i < n_tok; ++i) T::pack_tile(ab + i * act_row_bytes, nb, packed + i * pack_row);
+
+  for (int64_t c0 = first; c0 < r_end; c0 += chunk_rows) {
+    const int64_t c1 = min_i64(r_end, c0 + chunk_rows), lo = c0 > r_begin ? c0 : r_begin;
+    decode(c0, c1, dec);
+    for (int i0 = 0; i0 < n_tok; i0 += T::kPrefillTile) {
+      const int nt = n_tok - i0 < T::kPrefillTile ? n_tok - i0 : T::kPrefillTile;
+      ActRows a{};
+      for (int j = 0; j < nt; ++j) {
+        const uint8_t* p = packed + (i0 + j) * pack_row;
+        a.q[j] = p;
+        a.scale[j] = reinterpret_cast<const float*>(p + 32 * nb);
+      }
+      decoded_rows<T, T::kPrefillTile>(nt, nb, dec + (lo - c0) * dec_row, dec_row, a, y + i0 * y_stride, y_stride, lo, c1);
+    }
+  }
+}
+
 template <class T>
 void matmul_lanes(int64_t n, const void* w, size_t w_row_bytes, const void* act,
                   size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
@@ -557,28 +587,10 @@ void matmul_lanes(int64_t n, const void* w, size_t w_row_bytes, const void* act,
     return;
   }
 
-  // Every activation row packed once, then the decoded chunk after them.
-  const int64_t pack_row = nb * T::kTilePackBytes, dec_row = nb * T::kDecBytes;
-  const int64_t chunk_rows = 1 + (kChunkBytes - 1) / dec_row;
-  const int64_t bytes = n_tok * pack_row + min_i64(chunk_rows, r_end - r_begin) * dec_row;
-  uint8_t* packed = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(bytes / 4 + 1)));
-  uint8_t* dec = packed + n_tok * pack_row;
-  for (int i = 0; i < n_tok; ++i) T::pack_tile(ab + i * act_row_bytes, nb, packed + i * pack_row);
-
-  for (int64_t c0 = r_begin; c0 < r_end; c0 += chunk_rows) {
-    const int64_t c1 = min_i64(r_end, c0 + chunk_rows);
-    for (int64_t r = c0; r < c1; ++r) T::decode(wb + r * w_row_bytes, nb, dec + (r - c0) * dec_row);
-    for (int i0 = 0; i0 < n_tok; i0 += T::kPrefillTile) {
-      const int nt = n_tok - i0 < T::kPrefillTile ? n_tok - i0 : T::kPrefillTile;
-      ActRows a{};
-      for (int j = 0; j < nt; ++j) {
-        const uint8_t* p = packed + (i0 + j) * pack_row;
-        a.q[j] = p;
-        a.scale[j] = reinterpret_cast<const float*>(p + 32 * nb);
-      }
-      decoded_rows<T, T::kPrefillTile>(nt, nb, dec, dec_row, a, y + i0 * y_stride, y_stride, c0, c1);
-    }
-  }
+  matmul_decoded<T>(nb, ab, act_row_bytes, n_tok, y, y_stride, r_begin, r_end, 1,
+                    [&](int64_t c0, int64_t c1, uint8_t* dec) {
+                      for (int64_t r = c0; r < c1; ++r) T::decode(wb + r * w_row_bytes, nb, dec + (r - c0) * T::kDecBytes * nb);
+                    });
 }
 
 // ==== Q4_0: llama.cpp's repacked order ========================================================
