@@ -35,7 +35,8 @@ GgmlTypeTraits ggml_type_traits(uint32_t id) {
     case GgmlType::BF16: return {"BF16", 1, 2};
     case GgmlType::TQ1_0: return {"TQ1_0", 256, 54};
     case GgmlType::TQ2_0: return {"TQ2_0", 256, 66};
-    case GgmlType::Q4_0_X8: break;  // not a file type (see the header)
+    case GgmlType::Q4_0_X8:
+    case GgmlType::Q5_0_X8: break;  // not file types (see the header)
   }
   return {nullptr, 0, 0};
 }

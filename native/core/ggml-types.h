@@ -17,6 +17,7 @@ enum class GgmlType : uint32_t {
   // weft's own in-memory layouts of file types (cpu::packed_type), never read from a file: the
   // raw-id lookup below does not know them, so the GGUF reader refuses the id.
   Q4_0_X8 = 64,
+  Q5_0_X8 = 65,
 };
 
 struct GgmlTypeTraits {
@@ -27,9 +28,11 @@ struct GgmlTypeTraits {
 
 // Traits of a raw type id from a file; name == nullptr when the id is unknown.
 GgmlTypeTraits ggml_type_traits(uint32_t id);
-// Traits of a type, weft's layouts included (Q4_0_X8: Q4_0's blocks, eight rows interleaved).
+// Traits of a type, weft's layouts included (Q4_0_X8, Q5_0_X8: their file type's blocks, eight
+// rows interleaved).
 inline GgmlTypeTraits ggml_type_traits(GgmlType t) {
   if (t == GgmlType::Q4_0_X8) return {"Q4_0_X8", 32, 18};
+  if (t == GgmlType::Q5_0_X8) return {"Q5_0_X8", 32, 22};
   return ggml_type_traits(static_cast<uint32_t>(t));
 }
 

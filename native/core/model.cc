@@ -260,7 +260,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, GgufFile::Access acc
   return m;
 }
 
-// Matmul weights whose kernels read another layout faster (cpu::packed_type: Q4_0), rewritten
+// Matmul weights whose kernels read another layout faster (cpu::packed_type: Q4_0, Q5_0), rewritten
 // into it once: in place where the file was read into memory, else into packed_ (a mapped file's
 // pages are the page cache's), whose source pages then leave the process, so that its memory
 // holds the weights once. Not the token embeddings, which are read a row at a time, nor an output

@@ -60,7 +60,7 @@ void matmul_rows(int64_t n_in, const void* w, size_t w_row_bytes, const void* ac
 }
 
 // Type ids in ggml-types.h are below this bound.
-constexpr uint32_t kTypeIdLimit = 65;
+constexpr uint32_t kTypeIdLimit = 66;
 
 struct Backend {
   const char* name = nullptr;
@@ -91,8 +91,10 @@ void install_avx512(Backend& b);
 // install_avx2() call these.
 // quants-legacy-ref.cc / quants-legacy-avx2.cc: Q4_0, Q4_1, Q5_0, Q5_1 (and Q8_1 activations).
 void add_legacy_quants_ref(Backend& b);
-// quants-legacy-ref.cc: Q4_0 rows into the Q4_0_X8 layout (cpu::pack_rows; dst may be src).
+// quants-legacy-ref.cc: Q4_0 / Q5_0 rows into the Q4_0_X8 / Q5_0_X8 layout (cpu::pack_rows; dst
+// may be src).
 void pack_q4_0_x8(const void* src, void* dst, int64_t n_in, int64_t n_rows);
+void pack_q5_0_x8(const void* src, void* dst, int64_t n_in, int64_t n_rows);
 void install_legacy_quants_avx2(Backend& b);
 // quants-legacy-avx512.cc (quants-legacy-avx2.cc with mask-register fifth bits): the dots.
 void install_legacy_quants_avx512(Backend& b);

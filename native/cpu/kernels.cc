@@ -188,9 +188,13 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes, const v
   k.matmul(n_in, w, w_row_bytes, act, act_row_bytes, n_tok, y, y_stride, r_begin, r_end);
 }
 
-GgmlType packed_type(GgmlType t) { return t == GgmlType::Q4_0 ? GgmlType::Q4_0_X8 : t; }
+GgmlType packed_type(GgmlType t) {
+  if (t == GgmlType::Q4_0) return GgmlType::Q4_0_X8;
+  if (t == GgmlType::Q5_0) return GgmlType::Q5_0_X8;
+  return t;
+}
 
-int64_t row_group(GgmlType t) { return t == GgmlType::Q4_0_X8 ? 8 : 1; }
+int64_t row_group(GgmlType t) { return t == GgmlType::Q4_0_X8 || t == GgmlType::Q5_0_X8 ? 8 : 1; }
 
 void pack_rows(GgmlType t, int64_t n_in, const void* src, void* dst, int64_t n_rows) {
   if (packed_type(t) == t) fail(ErrorCode::InvalidArgument, std::string("pack_rows: ") + ggml_type_name(t) + " has no packed layout");
@@ -198,7 +202,11 @@ void pack_rows(GgmlType t, int64_t n_in, const void* src, void* dst, int64_t n_r
   if (n_rows < 0 || n_rows % row_group(packed_type(t)) != 0) {
     fail(ErrorCode::InvalidArgument, "pack_rows: " + std::to_string(n_rows) + " rows are not whole groups of " + std::to_string(row_group(packed_type(t))));
   }
-  detail::pack_q4_0_x8(src, dst, n_in, n_rows);
+  if (t == GgmlType::Q4_0) {
+    detail::pack_q4_0_x8(src, dst, n_in, n_rows);
+  } else {
+    detail::pack_q5_0_x8(src, dst, n_in, n_rows);
+  }
 }
 
 void attn_scores_f32(int64_t n, const float* const* q, int n_q, const float* k, int64_t k_stride,

@@ -53,9 +53,9 @@ void matmul(GgmlType t, int64_t n_in, const void* w, size_t w_row_bytes,
 
 // ---- packed weights --------------------------------------------------------------------------
 // A matmul weight of type t is read faster in packed_type(t)'s layout where that differs from t
-// (llama.cpp calls it repacking): Q4_0 -> Q4_0_X8, eight rows interleaved block by block, so a
-// group of rows is one stream and its per-block integer sums come out lane by lane (see
-// quants-legacy.h). Every backend runs packed types, the same bits as on the rows unpacked, but
+// (llama.cpp calls it repacking): Q4_0 -> Q4_0_X8 and Q5_0 -> Q5_0_X8, eight rows interleaved
+// block by block, so a group of rows is one stream and its per-block integer sums come out lane
+// by lane (see quants-legacy.h). Every backend runs packed types, the same bits as on the rows unpacked, but
 // only through matmul(): their rows cannot be read one by one, so neither an embedding table nor
 // dequantize_row/vec_dot take them.
 GgmlType packed_type(GgmlType t);

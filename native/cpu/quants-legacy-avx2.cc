@@ -865,6 +865,172 @@ float vec_dot_q4_0(int64_t n, const void* w, const void* a) {
   return out[0];
 }
 
+// ==== Q5_0_X8: Q5_0 rows packed at load (cpu::packed_type; layout in quants-legacy.h) ==========
+// Q5_0's own arithmetic (ggml's vec_dot order, above), eight rows at a time the other way round:
+// code vector v of a packed block holds quad v of each row (weights 4v..4v+3, lane r row r's), so
+// its quad sums against the activation's quad v (broadcast) are lane v of each row's p, and
+// accumulator v holds lane v of each row's acc: the same integers, the same fma per lane and
+// block, and at the end hsum's additions made between accumulators, so the same bits as Q5_0 on
+// the rows unpacked. Decode streams a group as one run of bytes, where Q5_0 reads two far rows
+// a block at a time, and each fifth bit costs a shift and an and per eight rows. Batches of up to
+// kTile tokens take the group from L1 once per tile of kX8Tile activation rows; larger ones
+// decode whole groups into Q5_0's prefill layout (a transpose away). bench-kernels (Zen 5 VM, the
+// four shapes, GB/s, the fast mode): one thread from memory 27.0-29.1 -> 30.7-42.4, two
+// 42.2-53.9 -> 49.8-66.0; from cache one thread 28.9-31.0 -> 46.0-48.9, two 51.3-61.2 -> 80.6-89.4;
+// n_tok = 64 unchanged within noise (165-208 GFLOP/s either way). SmolLM2-shape Q4_K_M decode
+// (mostly Q5_0), fast mode: B=1 398-465 -> 572-586 tok/s, B=2 619-658 -> 778-819, B=4 749-800 ->
+// 872-885, B=16 and pp512 unchanged; Qwen2.5-shape Q4_K_M B=1 142 -> 174-179. In the slow mode,
+// memory-bound, B=1 is about the same either way.
+
+// Bit 4 of byte m of lane r: the fifth bit of weight 4V + m of row r (bit 8m + V of its qh).
+template <int V>
+__m256i x8_fifth(__m256i qh) {
+  const __m256i bit4 = _mm256_set1_epi8(0x10);
+  if constexpr (V <= 4) return _mm256_and_si256(_mm256_slli_epi32(qh, 4 - V), bit4);
+  return _mm256_and_si256(_mm256_srli_epi32(qh, V - 4), bit4);
+}
+
+// Code vector V (unsigned, before the -16) of a packed block.
+template <int V>
+__m256i x8_codes5(const BlockQ5_0x8& b, __m256i qh) {
+  const __m256i v = load256(b.qs[V % 4]);
+  const __m256i m = _mm256_set1_epi8(0x0F);
+  const __m256i nib = V < 4 ? _mm256_and_si256(v, m) : _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+  return _mm256_or_si256(nib, x8_fifth<V>(qh));
+}
+
+// The start of a quad sum from a Corr row's stored correction (which the AVX-512 build negates).
+__m256i corr_start(int32_t stored) {
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+  return _mm256_set1_epi32(stored);
+#else
+  return _mm256_set1_epi32(-stored);
+#endif
+}
+
+// Code vector V of block b against NA Corr rows: lane v of each row's p, into accumulator V.
+template <int V, int NA>
+void x8_quad(const BlockQ5_0x8& blk, __m256i qh, const uint8_t* const* a, int64_t nb, int64_t b, const __m256* s,
+             __m256 (*acc)[8]) {
+  const __m256i code = x8_codes5<V>(blk, qh);
+  for (int j = 0; j < NA; ++j) {
+    const int32_t corr = reinterpret_cast<const int32_t*>(a[j] + 32 * nb)[8 * b + V];
+    const int32_t qa = reinterpret_cast<const int32_t*>(a[j] + 32 * b)[V];
+    const __m256i p = add_quad_sums(corr_start(corr), code, qa);
+    acc[j][V] = _mm256_fmadd_ps(s[j], _mm256_cvtepi32_ps(p), acc[j][V]);
+  }
+}
+
+// out[j * 8 + r] = row r . activation row a[j] (Corr layout), for the eight rows of the packed
+// group g: decode (NA = 1), and small batches a tile at a time (the group read from L1 again).
+template <int NA>
+void q5_0_x8_rows(const BlockQ5_0x8* g, int64_t nb, const uint8_t* const* a, float* out) {
+  __m256 acc[NA][8];
+  for (int j = 0; j < NA; ++j) {
+    for (__m256& x : acc[j]) x = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < nb; ++b) {
+    if (b % 4 == 0) {  // four blocks are eleven lines
+      const char* ahead = reinterpret_cast<const char*>(g + b) + kPrefetchBytes;
+      for (int i = 0; i < 11; ++i) prefetch_line(ahead + 64 * i);
+    }
+    const __m256i qh = load256(g[b].qh);
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d)));
+    __m256 s[NA];
+    for (int j = 0; j < NA; ++j) s[j] = _mm256_mul_ps(dw, _mm256_set1_ps(reinterpret_cast<const float*>(a[j] + 64 * nb)[b]));
+    x8_quad<0, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<1, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<2, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<3, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<4, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<5, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<6, NA>(g[b], qh, a, nb, b, s, acc);
+    x8_quad<7, NA>(g[b], qh, a, nb, b, s, acc);
+  }
+  // hsum(acc of row r) = ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)), lane by lane.
+  for (int j = 0; j < NA; ++j) {
+    const __m256 s0 = _mm256_add_ps(acc[j][0], acc[j][4]), s1 = _mm256_add_ps(acc[j][1], acc[j][5]);
+    const __m256 s2 = _mm256_add_ps(acc[j][2], acc[j][6]), s3 = _mm256_add_ps(acc[j][3], acc[j][7]);
+    _mm256_storeu_ps(out + 8 * j, _mm256_add_ps(_mm256_add_ps(s0, s2), _mm256_add_ps(s1, s3)));
+  }
+}
+
+// Each row's codes of a packed block in weight order (c[r] as codes() gives row r's block): the
+// lane-major code vectors, transposed.
+void x8_row_codes(const BlockQ5_0x8& b, __m256i* c) {
+  const __m256i qh = load256(b.qh);
+  c[0] = x8_codes5<0>(b, qh);
+  c[1] = x8_codes5<1>(b, qh);
+  c[2] = x8_codes5<2>(b, qh);
+  c[3] = x8_codes5<3>(b, qh);
+  c[4] = x8_codes5<4>(b, qh);
+  c[5] = x8_codes5<5>(b, qh);
+  c[6] = x8_codes5<6>(b, qh);
+  c[7] = x8_codes5<7>(b, qh);
+  transpose8_epi32(c);
+}
+
+// Larger batches: whole groups into Q5_0's decoded layout, each row as decode_q5_0 writes it.
+void x8_decode(const BlockQ5_0x8* g, int64_t n_groups, int64_t nb, uint8_t* dst) {
+  const int64_t dec_row = nb * kDecQ5_0Bytes;
+  for (int64_t k = 0; k < n_groups; ++k, g += nb) {
+    uint8_t* rows = dst + k * 8 * dec_row;
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i c[8];
+      x8_row_codes(g[b], c);
+      for (int r = 0; r < 8; ++r) {
+        uint8_t* row = rows + r * dec_row;
+        const __m256i q = _mm256_sub_epi8(c[r], _mm256_set1_epi8(16));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 32 * b), q);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 32 * nb + 32 * b), stored_correction(quad_sums(q, 7)));
+        reinterpret_cast<float*>(row + 64 * nb)[b] = _cvtsh_ss(g[b].d[r]);
+      }
+    }
+  }
+}
+
+// Activation rows per pass over a group: 2 x 8 accumulators fit AVX-512's 32 vector registers,
+// AVX2's 16 take one row's 8.
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+constexpr int kX8Tile = 2;
+#else
+constexpr int kX8Tile = 1;
+#endif
+
+void matmul_q5_0_x8(int64_t n, const void* w, size_t w_row_bytes, const void* act,
+                    size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+                    int64_t r_end) {
+  const int64_t nb = n / kQL;
+  if (nb == 0) return zero_outputs(n_tok, y, y_stride, r_begin, r_end);
+  const char* wb = static_cast<const char*>(w);
+  auto group = [&](int64_t g0) { return reinterpret_cast<const BlockQ5_0x8*>(wb + g0 * w_row_bytes); };
+  if (n_tok <= kTile) {
+    uint8_t* buf = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(kTile * kCorrBytes * nb / 4 + 1)));
+    const uint8_t* a[kTile];
+    for (int j = 0; j < n_tok; ++j) {
+      uint8_t* p = buf + j * kCorrBytes * nb;
+      pack_corr(static_cast<const char*>(act) + j * act_row_bytes, nb, p);
+      a[j] = p;
+    }
+    for (int64_t g = r_begin - r_begin % 8; g < r_end; g += 8) {
+      float out[8 * kTile];
+      for (int j0 = 0; j0 < n_tok; j0 += kX8Tile) {
+        if (n_tok - j0 >= kX8Tile) {
+          q5_0_x8_rows<kX8Tile>(group(g), nb, a + j0, out + 8 * j0);
+        } else {
+          q5_0_x8_rows<1>(group(g), nb, a + j0, out + 8 * j0);
+        }
+      }
+      for (int j = 0; j < n_tok; ++j) {
+        for (int64_t r = g > r_begin ? g : r_begin; r < min_i64(g + 8, r_end); ++r) y[j * y_stride + r] = out[8 * j + (r - g)];
+      }
+    }
+    return;
+  }
+  matmul_decoded<Q5_0>(nb, static_cast<const char*>(act), act_row_bytes, n_tok, y, y_stride, r_begin, r_end, 8,
+                       [&](int64_t c0, int64_t c1, uint8_t* dec) { x8_decode(group(c0), (c1 - c0 + 7) / 8, nb, dec); });
+}
+
 // ---- Q8_1 activations --------------------------------------------------------------------------
 // The arithmetic of quantize_q8_1 in quants-legacy-ref.cc (ggml's x86 quantizer), bit for bit:
 // amax ignoring NaN, d = amax / 127, id = 127 / amax, q = round-half-even(clamp(x * id, +-127)),
@@ -904,6 +1070,7 @@ void install_legacy_quants_avx2(Backend& b) {
   q4_0.vec_dot = vec_dot_q4_0;
   q4_0.matmul = matmul_groups<RowGroup>;
   b.types[static_cast<uint32_t>(GgmlType::Q4_0_X8)].matmul = matmul_groups<PackedGroup>;
+  b.types[static_cast<uint32_t>(GgmlType::Q5_0_X8)].matmul = matmul_q5_0_x8;
   install_lanes<Q5_0>(b, GgmlType::Q5_0);
   install_lanes<Q4_1>(b, GgmlType::Q4_1);
   install_lanes<Q5_1>(b, GgmlType::Q5_1);

@@ -195,8 +195,25 @@ float vec_dot_legacy(int64_t n, const void* w, const void* a) {
   return sum;
 }
 
-// ---- Q4_0_X8 ---------------------------------------------------------------------------------
-// Row r's block from a packed group block.
+// ---- Q4_0_X8, Q5_0_X8 -----------------------------------------------------------------------
+// Bit 8m + v of a Q5_0_X8 row's qh is bit 4v + m of its block's (quants-legacy.h).
+uint32_t spread_qh(uint32_t qh) {
+  uint32_t out = 0;
+  for (int v = 0; v < 8; ++v) {
+    for (int m = 0; m < 4; ++m) out |= ((qh >> (4 * v + m)) & 1u) << (8 * m + v);
+  }
+  return out;
+}
+
+uint32_t gather_qh(uint32_t spread) {
+  uint32_t out = 0;
+  for (int v = 0; v < 8; ++v) {
+    for (int m = 0; m < 4; ++m) out |= ((spread >> (8 * m + v)) & 1u) << (4 * v + m);
+  }
+  return out;
+}
+
+// Row r's block from a packed group block, and back.
 BlockQ4_0 unpacked(const BlockQ4_0x8& g, int r) {
   BlockQ4_0 out;
   out.d = g.d[r];
@@ -204,17 +221,54 @@ BlockQ4_0 unpacked(const BlockQ4_0x8& g, int r) {
   return out;
 }
 
-// Each row unpacked from its group, then Q4_0's dot: the reference's own Q4_0 arithmetic.
-void matmul_q4_0_x8(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
-                    size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
-                    int64_t r_end) {
+BlockQ5_0 unpacked(const BlockQ5_0x8& g, int r) {
+  BlockQ5_0 out;
+  out.d = g.d[r];
+  const uint32_t qh = gather_qh(g.qh[r]);
+  std::memcpy(out.qh, &qh, sizeof qh);
+  for (int j = 0; j < 4; ++j) std::memcpy(out.qs + 4 * j, g.qs[j][r], 4);
+  return out;
+}
+
+void put(const BlockQ4_0& x, BlockQ4_0x8& g, int r) {
+  g.d[r] = x.d;
+  for (int j = 0; j < 4; ++j) std::memcpy(g.qs[j][r], x.qs + 4 * j, 4);
+}
+
+void put(const BlockQ5_0& x, BlockQ5_0x8& g, int r) {
+  g.d[r] = x.d;
+  uint32_t qh;
+  std::memcpy(&qh, x.qh, sizeof qh);
+  g.qh[r] = spread_qh(qh);
+  for (int j = 0; j < 4; ++j) std::memcpy(g.qs[j][r], x.qs + 4 * j, 4);
+}
+
+// Each row unpacked from its group, then the file type's dot: the reference's own arithmetic.
+template <class B, class G>
+void matmul_x8(int64_t n_in, const void* w, size_t w_row_bytes, const void* act,
+               size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
+               int64_t r_end) {
   const int64_t nb = n_in / kQL;
-  BlockQ4_0* row = reinterpret_cast<BlockQ4_0*>(scratch_floats(static_cast<size_t>(nb) * sizeof(BlockQ4_0) / 4 + 1));
+  B* row = reinterpret_cast<B*>(scratch_floats(static_cast<size_t>(nb) * sizeof(B) / 4 + 1));
   const char* ab = static_cast<const char*>(act);
   for (int64_t r = r_begin; r < r_end; ++r) {
-    const BlockQ4_0x8* g = reinterpret_cast<const BlockQ4_0x8*>(static_cast<const char*>(w) + (r / 8) * 8 * w_row_bytes);
+    const G* g = reinterpret_cast<const G*>(static_cast<const char*>(w) + (r / 8) * 8 * w_row_bytes);
     for (int64_t b = 0; b < nb; ++b) row[b] = unpacked(g[b], static_cast<int>(r % 8));
-    for (int i = 0; i < n_tok; ++i) y[i * y_stride + r] = vec_dot_legacy<BlockQ4_0>(n_in, row, ab + i * act_row_bytes);
+    for (int i = 0; i < n_tok; ++i) y[i * y_stride + r] = vec_dot_legacy<B>(n_in, row, ab + i * act_row_bytes);
+  }
+}
+
+// A group at a time through a copy of its rows, so dst may be src.
+template <class B, class G>
+void pack_x8(const void* src, void* dst, int64_t n_in, int64_t n_rows) {
+  const int64_t nb = n_in / kQL;
+  std::vector<B> rows(static_cast<size_t>(8 * nb));
+  for (int64_t g = 0; g < n_rows / 8; ++g) {
+    std::memcpy(rows.data(), static_cast<const B*>(src) + g * 8 * nb, rows.size() * sizeof(B));
+    G* out = static_cast<G*>(dst) + g * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int r = 0; r < 8; ++r) put(rows[static_cast<size_t>(r * nb + b)], out[b], r);
+    }
   }
 }
 
@@ -231,30 +285,24 @@ void add_legacy_quants_ref(Backend& b) {
   b.types[static_cast<uint32_t>(GgmlType::Q4_1)] = legacy_kernels<BlockQ4_1>(GgmlType::Q8_1);
   b.types[static_cast<uint32_t>(GgmlType::Q5_0)] = legacy_kernels<BlockQ5_0>(GgmlType::Q8_0);
   b.types[static_cast<uint32_t>(GgmlType::Q5_1)] = legacy_kernels<BlockQ5_1>(GgmlType::Q8_1);
-  TypeKernels& x8 = b.types[static_cast<uint32_t>(GgmlType::Q4_0_X8)];
-  x8.act_type = GgmlType::Q8_0;
-  x8.matmul = matmul_q4_0_x8;
+  TypeKernels& q4_x8 = b.types[static_cast<uint32_t>(GgmlType::Q4_0_X8)];
+  q4_x8.act_type = GgmlType::Q8_0;
+  q4_x8.matmul = matmul_x8<BlockQ4_0, BlockQ4_0x8>;
+  TypeKernels& q5_x8 = b.types[static_cast<uint32_t>(GgmlType::Q5_0_X8)];
+  q5_x8.act_type = GgmlType::Q8_0;
+  q5_x8.matmul = matmul_x8<BlockQ5_0, BlockQ5_0x8>;
   // Q8_1 is an activation type only: no vec_dot, so type_supported() stays false for it.
   TypeKernels& q8_1 = b.types[static_cast<uint32_t>(GgmlType::Q8_1)];
   q8_1.dequantize = dequantize_q8_1;
   q8_1.quantize = quantize_q8_1;
 }
 
-// A group at a time through a copy of its rows, so dst may be src.
 void pack_q4_0_x8(const void* src, void* dst, int64_t n_in, int64_t n_rows) {
-  const int64_t nb = n_in / kQL;
-  std::vector<BlockQ4_0> rows(static_cast<size_t>(8 * nb));
-  for (int64_t g = 0; g < n_rows / 8; ++g) {
-    std::memcpy(rows.data(), static_cast<const BlockQ4_0*>(src) + g * 8 * nb, rows.size() * sizeof(BlockQ4_0));
-    BlockQ4_0x8* out = static_cast<BlockQ4_0x8*>(dst) + g * nb;
-    for (int64_t b = 0; b < nb; ++b) {
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ4_0& x = rows[static_cast<size_t>(r * nb + b)];
-        out[b].d[r] = x.d;
-        for (int j = 0; j < 4; ++j) std::memcpy(out[b].qs[j][r], x.qs + 4 * j, 4);
-      }
-    }
-  }
+  pack_x8<BlockQ4_0, BlockQ4_0x8>(src, dst, n_in, n_rows);
+}
+
+void pack_q5_0_x8(const void* src, void* dst, int64_t n_in, int64_t n_rows) {
+  pack_x8<BlockQ5_0, BlockQ5_0x8>(src, dst, n_in, n_rows);
 }
 
 }  // namespace weft::cpu::detail

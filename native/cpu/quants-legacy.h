@@ -47,6 +47,19 @@ struct BlockQ5_0 {
 };
 static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must match the GGUF layout");
 
+// Q5_0_X8 (cpu::packed_type of Q5_0 matmul weights): Q4_0_X8's arrangement of qs, the eight rows'
+// fifth bits, then their d. The fifth bits of vector j's low nibbles (weights 4j..4j+3) and high
+// nibbles (16+4j..19+4j) are those of code vector v = j and v = j + 4 of q4_0_lanes's layout:
+// weights 4v..4v+3. qh[r] holds row r's 32 bits rearranged so that bit 8m + v is the fifth bit of
+// weight 4v + m: for code vector v, one shift and one and put them at bit 4 of each byte m, where
+// they join the nibbles. 176 bytes: the eight rows' own blocks.
+struct BlockQ5_0x8 {
+  uint8_t qs[4][8][4];
+  uint32_t qh[8];
+  uint16_t d[8];
+};
+static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0), "a packed group block is its rows' blocks");
+
 struct BlockQ5_1 {
   uint16_t d;
   uint16_t m;

@@ -6,7 +6,7 @@
 // converted to vec_dot_type once, outside the timed loop, as the forward pass does. With `hot`,
 // one copy is read over and over from cache instead: the kernel's compute ceiling, which tells
 // whether a decode GEMV short of the bandwidth is waiting on memory or on arithmetic.
-// A type with a packed layout (cpu::packed_type: Q4_0) is measured again packed, as models run it.
+// A type with a packed layout (cpu::packed_type: Q4_0, Q5_0) is measured again packed, as models run it.
 //   usage: bench-kernels [seconds per measurement, default 0.4] [type name, default all] [hot]
 #include <chrono>
 #include <cstdio>

@@ -707,21 +707,35 @@ void test_avx512_matches_avx2() {
   }
 }
 
-// Q4_0_X8, the packed layout of Q4_0 matmul weights (cpu::packed_type): the bytes where
-// quants-legacy.h puts them, packing in place as out of it, and every backend's matmul on the
-// packed rows == its Q4_0 matmul on the rows as stored, bitwise, for decode and batches, row
-// ranges that cut groups, and a split over pool threads.
-void test_packed_q4_0() {
-  const GgmlType t = GgmlType::Q4_0, p = GgmlType::Q4_0_X8;
-  check(cpu::packed_type(t) == p && cpu::row_group(p) == 8 && cpu::packed_type(GgmlType::Q8_0) == GgmlType::Q8_0 &&
-            cpu::row_group(t) == 1 && !cpu::type_supported(p) && weft::ggml_type_traits(64u).name == nullptr,
-        "Q4_0 packs as Q4_0_X8 (groups of 8 rows), no other type packs, and no file may name it");
+// The fifth bits of a Q5_0 block's qh as Q5_0_X8 holds them: bit 8m + v is bit 4v + m.
+uint32_t spread_qh(uint32_t qh) {
+  uint32_t out = 0;
+  for (int v = 0; v < 8; ++v) {
+    for (int m = 0; m < 4; ++m) out |= ((qh >> (4 * v + m)) & 1u) << (8 * m + v);
+  }
+  return out;
+}
+
+// Q4_0_X8 and Q5_0_X8, the packed layouts of Q4_0 and Q5_0 matmul weights (cpu::packed_type): the
+// bytes where quants-legacy.h puts them, packing in place as out of it, and every backend's
+// matmul on the packed rows == its matmul of the file type on the rows as stored, bitwise, for
+// decode and batches, row ranges that cut groups, and a split over pool threads.
+void test_packed(GgmlType t) {
+  const GgmlType p = cpu::packed_type(t);
+  const bool five = t == GgmlType::Q5_0;
+  const std::string pn = name(p);
+  const size_t blk_bytes = five ? 22 : 18, qs_at = five ? 6 : 2;
+  check(p == (five ? GgmlType::Q5_0_X8 : GgmlType::Q4_0_X8) && cpu::row_group(p) == 8 && cpu::row_group(t) == 1 &&
+            cpu::packed_type(GgmlType::Q8_0) == GgmlType::Q8_0 && cpu::packed_type(GgmlType::Q4_1) == GgmlType::Q4_1 &&
+            cpu::packed_type(GgmlType::Q5_1) == GgmlType::Q5_1 && !cpu::type_supported(p) &&
+            weft::ggml_type_traits(static_cast<uint32_t>(p)).name == nullptr,
+        std::string(name(t)) + " packs as " + pn + " (groups of 8 rows), Q8_0/Q4_1/Q5_1 do not pack, and no file may name it");
 
   // Layout: 16 rows of 2 blocks whose bytes count up; qs byte 4j + k of row r's block lands at
-  // vector j, lane r, byte k; d at the end in row order.
+  // vector j, lane r, byte k; Q5_0's qh, rearranged, then d, in row order.
   {
     const int64_t n = 64, rows = 16, nb = 2;
-    std::vector<uint8_t> w(size_t(rows * nb * 18));
+    std::vector<uint8_t> w(size_t(rows * nb) * blk_bytes);
     for (size_t i = 0; i < w.size(); ++i) w[i] = uint8_t(i * 7 + 3);
     std::vector<uint8_t> packed(w.size()), in_place = w;
     cpu::pack_rows(t, n, w.data(), packed.data(), rows);
@@ -729,15 +743,21 @@ void test_packed_q4_0() {
     bool ok = packed == in_place;
     for (int64_t g = 0; g < rows / 8; ++g) {
       for (int64_t b = 0; b < nb; ++b) {
-        const uint8_t* out = packed.data() + (g * nb + b) * 144;
+        const uint8_t* out = packed.data() + size_t(g * nb + b) * 8 * blk_bytes;
         for (int r = 0; r < 8; ++r) {
-          const uint8_t* blk = w.data() + ((g * 8 + r) * nb + b) * 18;
-          for (int j = 0; j < 4; ++j) ok &= std::memcmp(out + 32 * j + 4 * r, blk + 2 + 4 * j, 4) == 0;
-          ok &= std::memcmp(out + 128 + 2 * r, blk, 2) == 0;
+          const uint8_t* blk = w.data() + size_t((g * 8 + r) * nb + b) * blk_bytes;
+          for (int j = 0; j < 4; ++j) ok &= std::memcmp(out + 32 * j + 4 * r, blk + qs_at + 4 * j, 4) == 0;
+          ok &= std::memcmp(out + (five ? 160 : 128) + 2 * r, blk, 2) == 0;
+          if (five) {
+            uint32_t qh, got;
+            std::memcpy(&qh, blk + 2, 4);
+            std::memcpy(&got, out + 128 + 4 * r, 4);
+            ok &= got == spread_qh(qh);
+          }
         }
       }
     }
-    check(ok, "Q4_0_X8: pack_rows puts every byte where quants-legacy.h says, in place as out of it");
+    check(ok, pn + ": pack_rows puts every byte where quants-legacy.h says, in place as out of it");
   }
 
   struct Case {
@@ -751,7 +771,7 @@ void test_packed_q4_0() {
   const Kind kinds[] = {Kind::Random, Kind::MaxCodes, Kind::MinCodes, Kind::Mixed};
   for (const char* backend : {"avx512", "avx2", "scalar"}) {
     if (!cpu::force_kernels(backend)) {
-      std::printf("skip Q4_0_X8 matmul on %s: not available on this CPU or build\n", backend);
+      std::printf("skip %s matmul on %s: not available on this CPU or build\n", pn.c_str(), backend);
       continue;
     }
     bool ok = true;
@@ -775,7 +795,7 @@ void test_packed_q4_0() {
         ok &= same_bits(got, want);
       }
     }
-    check(ok, std::string("Q4_0_X8 ") + backend + " matmul == Q4_0 matmul on the unpacked rows bitwise (11 shapes x 4 kinds, 1-17 tokens, ranges that cut groups)");
+    check(ok, pn + " " + backend + " matmul == " + name(t) + " matmul on the unpacked rows bitwise (11 shapes x 4 kinds, 1-17 tokens, ranges that cut groups)");
   }
   cpu::force_kernels(nullptr);
 
@@ -804,19 +824,19 @@ void test_packed_q4_0() {
       });
       ok &= same_bits(y1, y3);
     }
-    check(ok, "Q4_0_X8 matmul split over 3 pool threads == one call, bitwise (decode and a batch)");
+    check(ok, pn + " matmul split over 3 pool threads == one call, bitwise (decode and a batch)");
   }
 
-  std::vector<uint8_t> w(size_t(8 * 18 * 2)), a(size_t(34 * 2));
+  std::vector<uint8_t> w(8 * blk_bytes * 2), a(size_t(34 * 2));
   std::vector<float> y(8);
   check(throws_code([&] { cpu::pack_rows(t, 64, w.data(), w.data(), 7); }, ErrorCode::InvalidArgument) &&
             throws_code([&] { cpu::pack_rows(GgmlType::Q8_0, 64, w.data(), w.data(), 8); }, ErrorCode::InvalidArgument) &&
             throws_code([&] { cpu::pack_rows(t, 48, w.data(), w.data(), 8); }, ErrorCode::InvalidArgument),
         "pack_rows refuses a partial group, a type with no packed layout and a bad row length");
-  check(throws_code([&] { cpu::matmul(p, 64, w.data(), 38, a.data(), 68, 1, y.data(), 8, 0, 8); }, ErrorCode::InvalidArgument) &&
+  check(throws_code([&] { cpu::matmul(p, 64, w.data(), 2 * blk_bytes + 2, a.data(), 68, 1, y.data(), 8, 0, 8); }, ErrorCode::InvalidArgument) &&
             throws_code([&] { cpu::vec_dot(p, 64, w.data(), a.data()); }, ErrorCode::Unsupported) &&
             throws_code([&] { cpu::dequantize_row(p, w.data(), y.data(), 64); }, ErrorCode::Unsupported),
-        "Q4_0_X8 rows have no stride of their own and cannot be read one by one (vec_dot, dequantize_row)");
+        pn + " rows have no stride of their own and cannot be read one by one (vec_dot, dequantize_row)");
 }
 
 }  // namespace
@@ -833,6 +853,7 @@ int main() {
   test_vec_dot();
   test_matmul();
   test_avx512_matches_avx2();
-  test_packed_q4_0();
+  test_packed(GgmlType::Q4_0);
+  test_packed(GgmlType::Q5_0);
   return summary();
 }
