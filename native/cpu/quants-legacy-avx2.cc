@@ -873,13 +873,13 @@ float vec_dot_q4_0(int64_t n, const void* w, const void* a) {
 // block, and at the end hsum's additions made between accumulators, so the same bits as Q5_0 on
 // the rows unpacked. Decode streams a group as one run of bytes, where Q5_0 reads two far rows
 // a block at a time, and each fifth bit costs a shift and an and per eight rows. Batches of up to
-// kTile tokens take the group from L1 once per tile of kX8Tile activation rows; larger ones
+// kX8MaxTok tokens take the group from L1 once per tile of kX8Tile activation rows; larger ones
 // decode whole groups into Q5_0's prefill layout (a transpose away). bench-kernels (Zen 5 VM, the
 // four shapes, GB/s, the fast mode): one thread from memory 27.0-29.1 -> 30.7-42.4, two
 // 42.2-53.9 -> 49.8-66.0; from cache one thread 28.9-31.0 -> 46.0-48.9, two 51.3-61.2 -> 80.6-89.4;
 // n_tok = 64 unchanged within noise (165-208 GFLOP/s either way). SmolLM2-shape Q4_K_M decode
 // (mostly Q5_0), fast mode: B=1 398-465 -> 572-586 tok/s, B=2 619-658 -> 778-819, B=4 749-800 ->
-// 872-885, B=16 and pp512 unchanged; Qwen2.5-shape Q4_K_M B=1 142 -> 174-179. In the slow mode,
+// 872-885, pp512 unchanged; Qwen2.5-shape Q4_K_M B=1 142 -> 174-179. In the slow mode,
 // memory-bound, B=1 is about the same either way.
 
 // Bit 4 of byte m of lane r: the fifth bit of weight 4V + m of row r (bit 8m + V of its qh).
@@ -997,6 +997,17 @@ constexpr int kX8Tile = 2;
 constexpr int kX8Tile = 1;
 #endif
 
+// Batches up to this many tokens meet each group kX8Tile activation rows at a time from L1; larger
+// ones decode groups into the prefill layout. SmolLM2-shape Q4_K_M, 2 threads: with AVX-512, B=8
+// 630-682 -> 868-912 tok/s and B=16 754-836 -> 938-950 against the decoded path, which is ~10 %
+// faster at n_tok = 64 (bench-kernels, one thread: 187-205 against 164-183 GFLOP/s); with AVX2
+// (a row at a time) B=4 507-533 -> 548-570, but B=16 627-634 -> 574-590.
+#if defined(WEFT_LEGACY_QUANTS_ZMM)
+constexpr int kX8MaxTok = 16;
+#else
+constexpr int kX8MaxTok = 4;
+#endif
+
 void matmul_q5_0_x8(int64_t n, const void* w, size_t w_row_bytes, const void* act,
                     size_t act_row_bytes, int n_tok, float* y, int64_t y_stride, int64_t r_begin,
                     int64_t r_end) {
@@ -1004,25 +1015,24 @@ void matmul_q5_0_x8(int64_t n, const void* w, size_t w_row_bytes, const void* ac
   if (nb == 0) return zero_outputs(n_tok, y, y_stride, r_begin, r_end);
   const char* wb = static_cast<const char*>(w);
   auto group = [&](int64_t g0) { return reinterpret_cast<const BlockQ5_0x8*>(wb + g0 * w_row_bytes); };
-  if (n_tok <= kTile) {
-    uint8_t* buf = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(kTile * kCorrBytes * nb / 4 + 1)));
-    const uint8_t* a[kTile];
-    for (int j = 0; j < n_tok; ++j) {
-      uint8_t* p = buf + j * kCorrBytes * nb;
-      pack_corr(static_cast<const char*>(act) + j * act_row_bytes, nb, p);
-      a[j] = p;
-    }
+  if (n_tok <= kX8MaxTok) {
+    uint8_t* buf = reinterpret_cast<uint8_t*>(scratch_floats(static_cast<size_t>(n_tok * kCorrBytes * nb / 4 + 1)));
+    for (int j = 0; j < n_tok; ++j) pack_corr(static_cast<const char*>(act) + j * act_row_bytes, nb, buf + j * kCorrBytes * nb);
     for (int64_t g = r_begin - r_begin % 8; g < r_end; g += 8) {
-      float out[8 * kTile];
-      for (int j0 = 0; j0 < n_tok; j0 += kX8Tile) {
-        if (n_tok - j0 >= kX8Tile) {
-          q5_0_x8_rows<kX8Tile>(group(g), nb, a + j0, out + 8 * j0);
+      const int64_t lo = g > r_begin ? g : r_begin, hi = min_i64(g + 8, r_end);
+      for (int j0 = 0, nt = 0; j0 < n_tok; j0 += nt) {
+        nt = n_tok - j0 >= kX8Tile ? kX8Tile : 1;
+        const uint8_t* a[kX8Tile];
+        for (int j = 0; j < nt; ++j) a[j] = buf + (j0 + j) * kCorrBytes * nb;
+        float out[8 * kX8Tile];
+        if (nt == kX8Tile) {
+          q5_0_x8_rows<kX8Tile>(group(g), nb, a, out);
         } else {
-          q5_0_x8_rows<1>(group(g), nb, a + j0, out + 8 * j0);
+          q5_0_x8_rows<1>(group(g), nb, a, out);
         }
-      }
-      for (int j = 0; j < n_tok; ++j) {
-        for (int64_t r = g > r_begin ? g : r_begin; r < min_i64(g + 8, r_end); ++r) y[j * y_stride + r] = out[8 * j + (r - g)];
+        for (int j = 0; j < nt; ++j) {
+          for (int64_t r = lo; r < hi; ++r) y[(j0 + j) * y_stride + r] = out[8 * j + (r - g)];
+        }
       }
     }
     return;
