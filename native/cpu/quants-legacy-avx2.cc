@@ -324,14 +324,16 @@ struct DecMin {
   }
 };
 
+// Block b of a decoded Q5_0 row (nb blocks at row) from its unsigned codes and fp16 d.
+void put_decoded_q5_0(uint8_t* row, int64_t nb, int64_t b, __m256i code, uint16_t d) {
+  const __m256i q = _mm256_sub_epi8(code, _mm256_set1_epi8(16));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 32 * b), q);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 32 * nb + 32 * b), stored_correction(quad_sums(q, 7)));
+  reinterpret_cast<float*>(row + 64 * nb)[b] = _cvtsh_ss(d);
+}
+
 void decode_q5_0(const BlockQ5_0* w, int64_t nb, uint8_t* dst) {
-  float* d = reinterpret_cast<float*>(dst + 64 * nb);
-  for (int64_t b = 0; b < nb; ++b) {
-    const __m256i q = _mm256_sub_epi8(codes(w[b]), _mm256_set1_epi8(16));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * b), q);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 32 * nb + 32 * b), stored_correction(quad_sums(q, 7)));
-    d[b] = _cvtsh_ss(w[b].d);
-  }
+  for (int64_t b = 0; b < nb; ++b) put_decoded_q5_0(dst, nb, b, codes(w[b]), w[b].d);
 }
 
 template <class B>
@@ -978,13 +980,7 @@ void x8_decode(const BlockQ5_0x8* g, int64_t n_groups, int64_t nb, uint8_t* dst)
     for (int64_t b = 0; b < nb; ++b) {
       __m256i c[8];
       x8_row_codes(g[b], c);
-      for (int r = 0; r < 8; ++r) {
-        uint8_t* row = rows + r * dec_row;
-        const __m256i q = _mm256_sub_epi8(c[r], _mm256_set1_epi8(16));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 32 * b), q);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + 32 * nb + 32 * b), stored_correction(quad_sums(q, 7)));
-        reinterpret_cast<float*>(row + 64 * nb)[b] = _cvtsh_ss(g[b].d[r]);
-      }
+      for (int r = 0; r < 8; ++r) put_decoded_q5_0(rows + r * dec_row, nb, b, c[r], g[b].d[r]);
     }
   }
 }
