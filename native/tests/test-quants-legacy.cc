@@ -584,6 +584,20 @@ void test_vec_dot() {
 }
 
 // ---- matmul --------------------------------------------------------------------------------------
+// matmul of rows x n weights of type t against n_tok activation rows, once whole and once split
+// over 3 pool threads by rows: true where every output has the same bits.
+bool split_matches_one_call(GgmlType t, int64_t n, const std::vector<uint8_t>& w, size_t wr,
+                            const std::vector<uint8_t>& act, size_t ar, int n_tok, int64_t rows) {
+  std::vector<float> y1(size_t(rows * n_tok)), y3(y1.size());
+  cpu::matmul(t, n, w.data(), wr, act.data(), ar, n_tok, y1.data(), rows, 0, rows);
+  cpu::ThreadPool pool(3);
+  pool.run([&](int tid, int nth) {
+    const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
+    cpu::matmul(t, n, w.data(), wr, act.data(), ar, n_tok, y3.data(), rows, r0, r1);
+  });
+  return same_bits(y1, y3);
+}
+
 struct Shape {
   int64_t rows, n;
   int n_tok;
@@ -660,14 +674,8 @@ void test_matmul() {
       const std::vector<uint8_t> row = quantized_act(at, n);
       act.insert(act.end(), row.begin(), row.end());
     }
-    std::vector<float> y1(size_t(rows * n_tok)), y3(y1.size());
-    cpu::matmul(t, n, w.data(), wr, act.data(), ar, n_tok, y1.data(), rows, 0, rows);
-    cpu::ThreadPool pool(3);
-    pool.run([&](int tid, int nth) {
-      const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
-      cpu::matmul(t, n, w.data(), wr, act.data(), ar, n_tok, y3.data(), rows, r0, r1);
-    });
-    check(same_bits(y1, y3), std::string(name(t)) + " matmul split over 3 pool threads == one call, bitwise");
+    check(split_matches_one_call(t, n, w, wr, act, ar, n_tok, rows),
+          std::string(name(t)) + " matmul split over 3 pool threads == one call, bitwise");
   }
 }
 
@@ -814,16 +822,7 @@ void test_packed(GgmlType t) {
     }
     cpu::pack_rows(t, n, w.data(), w.data(), rows);
     bool ok = true;
-    for (int tok : {1, n_tok}) {
-      std::vector<float> y1(size_t(rows * tok)), y3(y1.size());
-      cpu::matmul(p, n, w.data(), wr, act.data(), ar, tok, y1.data(), rows, 0, rows);
-      cpu::ThreadPool pool(3);
-      pool.run([&](int tid, int nth) {
-        const int64_t r0 = rows * tid / nth, r1 = rows * (tid + 1) / nth;
-        cpu::matmul(p, n, w.data(), wr, act.data(), ar, tok, y3.data(), rows, r0, r1);
-      });
-      ok &= same_bits(y1, y3);
-    }
+    for (int tok : {1, n_tok}) ok &= split_matches_one_call(p, n, w, wr, act, ar, tok, rows);
     check(ok, pn + " matmul split over 3 pool threads == one call, bitwise (decode and a batch)");
   }
 
